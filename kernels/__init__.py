@@ -1,0 +1,1 @@
+"""robeserve kernels: the NumPy hash spec (``kernels.reference``) and the ai.robe custom-op library."""

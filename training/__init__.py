@@ -1,0 +1,1 @@
+"""robeserve training: data pipelines, compressed embeddings, DLRM and NObLe models, trainers."""
