@@ -1,0 +1,170 @@
+"""``python -m export.demo --repository models``: the demo model repository, from nothing, in minutes.
+
+1. synthetic Criteo-like data (``python -m training.data synth-criteo``), preprocessed into shards once;
+2. four small DLRMs on the same data and architecture, only the embedding differs: ``dlrm-full``,
+   ``dlrm-hash``, ``dlrm-robe``, ``dlrm-lma`` (``python -m training dlrm``);
+3. ``noble-wifi`` (``python -m training noble``) when the NObLe trainer is installed;
+4. every run exported and verified into the repository (``export.exporter.export_run``).
+
+Each step is a documented CLI run as a subprocess (its own progress bar shows); finished steps are
+skipped on a re-run, and a model already in the repository is kept unless ``--force`` adds a version.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from export.cli import Parser, setup_logging
+
+logger = logging.getLogger(__name__)
+
+DLRM_METHODS = ("full", "hash", "robe", "lma")
+
+
+class DemoError(Exception):
+    """A step of the demo failed; the message names it."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo (defaults: a few minutes on 2 CPU cores).
+
+    Args:
+        repository: the model repository to fill.
+        workdir: data, shards and run directories (kept for re-runs).
+        rows: synthetic rows (80/10/10 train/val/test).
+        steps: training steps per DLRM.
+        batch_size: training batch size.
+        compression: memory reduction of hash, robe and lma against full tables.
+        seed: data and training seed.
+        force: export a new version even when the model already exists.
+    """
+
+    repository: Path
+    workdir: Path
+    rows: int = 100_000
+    steps: int = 200
+    batch_size: int = 1024
+    compression: float = 10.0
+    seed: int = 0
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.rows < 1000 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("need rows >= 1000, steps >= 1 and batch_size >= 1")
+        if not self.compression >= 1:
+            raise ValueError(f"compression must be >= 1, got {self.compression}")
+
+
+def _run(step: str, args: list[str]) -> None:
+    command = [sys.executable, *args]
+    logger.info("%s: %s", step, " ".join(command[1:]))
+    if subprocess.run(command, check=False).returncode != 0:
+        raise DemoError(f"{step} failed: {' '.join(command[1:])}")
+
+
+def _data(config: DemoConfig) -> Path:
+    raw = config.workdir / "data" / "synthetic-criteo.tsv"
+    shards = config.workdir / "shards"
+    if not (shards / "meta.json").exists():
+        raw.parent.mkdir(parents=True, exist_ok=True)
+        if not raw.exists():
+            _run("synthetic data", ["-m", "training.data", "synth-criteo", "--rows", str(config.rows),
+                                    "--out", str(raw), "--seed", str(config.seed)])
+        _run("shards", ["-m", "training.data", "preprocess", "--format", "criteo", "--input", str(raw),
+                        "--out", str(shards)])
+    return shards
+
+
+def _train_dlrm(config: DemoConfig, shards: Path, method: str) -> Path:
+    run_dir = config.workdir / "runs" / f"dlrm-{method}"
+    if (run_dir / "checkpoint.pt").exists():
+        return run_dir
+    budget = [] if method == "full" else ["--compression", str(config.compression)]
+    _run(f"train dlrm-{method}", ["-m", "training", "dlrm", "--data", str(shards), "--embedding", method,
+                                  *budget, "--config", "tiny", "--out", str(run_dir),
+                                  "--steps", str(config.steps), "--batch-size", str(config.batch_size),
+                                  "--block-size", "4", "--seed", str(config.seed)])
+    return run_dir
+
+
+def noble_available() -> bool:
+    return importlib.util.find_spec("training.noble_cli") is not None
+
+
+def _train_noble(config: DemoConfig) -> Path:
+    run_dir = config.workdir / "runs" / "noble-wifi"
+    if not (run_dir / "checkpoint.pt").exists():
+        _run("train noble-wifi", ["-m", "training", "noble", "--demo", "--out", str(run_dir),
+                                  "--seed", str(config.seed)])
+    return run_dir
+
+
+def _export(config: DemoConfig, run_dir: Path, name: str) -> Path | None:
+    from export.exporter import ExportOptions, export_run
+    from export.repository import versions
+
+    if versions(config.repository, name) and not config.force:
+        logger.info("%s already in %s: kept (use --force for a new version)", name, config.repository)
+        return None
+    return export_run(run_dir, ExportOptions(config.repository, name))
+
+
+def build(config: DemoConfig) -> list[Path]:
+    """Run every step; return the published version directories."""
+    steps = ["data", *DLRM_METHODS] + (["noble-wifi"] if noble_available() else [])
+    if not noble_available():
+        logger.warning("training.noble_cli not found: noble-wifi is skipped")
+    published = []
+    with tqdm(total=len(steps) * 2 - 1, desc="demo models", unit="step") as progress:
+        shards = _data(config)
+        progress.update()
+        for method in DLRM_METHODS:
+            run_dir = _train_dlrm(config, shards, method)
+            progress.update()
+            published.append(_export(config, run_dir, f"dlrm-{method}"))
+            progress.update()
+        if noble_available():
+            run_dir = _train_noble(config)
+            progress.update()
+            published.append(_export(config, run_dir, "noble-wifi"))
+            progress.update()
+    return [p for p in published if p is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = Parser(prog="python -m export.demo", description="Train and export the demo models.")
+    parser.add_argument("--repository", type=Path, default=Path("models"))
+    parser.add_argument("--workdir", type=Path, default=Path("build/demo"),
+                        help="data, shards and runs (kept so a re-run skips finished steps)")
+    parser.add_argument("--rows", type=int, default=DemoConfig.rows)
+    parser.add_argument("--steps", type=int, default=DemoConfig.steps)
+    parser.add_argument("--batch-size", type=int, default=DemoConfig.batch_size)
+    parser.add_argument("--compression", type=float, default=DemoConfig.compression)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--force", action="store_true", help="export new versions of existing models")
+    args = parser.parse_args(argv)
+    setup_logging(False)
+    from export.exporter import ExportError
+
+    try:
+        config = DemoConfig(args.repository, args.workdir, args.rows, args.steps, args.batch_size,
+                            args.compression, args.seed, args.force)
+        published = build(config)
+    except (DemoError, ExportError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)  # noqa: T201 (CLI output)
+        return 1
+    for path in published:
+        print(path)  # noqa: T201 (CLI output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+#include "common/op_support.h"
+
+#include <string>
+#include <utility>
+
+namespace robe {
+namespace {
+
+std::vector<int64_t> RequiredInts(const Ort::ConstKernelInfo& info, const char* name, const char* op) {
+  try {
+    return info.GetAttributes<int64_t>(name);
+  } catch (const Ort::Exception&) {
+    Fail(op, std::string("attribute '") + name + "' (ints) is required");
+  }
+}
+
+int64_t RequiredInt(const Ort::ConstKernelInfo& info, const char* name, const char* op) {
+  try {
+    return info.GetAttribute<int64_t>(name);
+  } catch (const Ort::Exception&) {
+    Fail(op, std::string("attribute '") + name + "' (int) is required");
+  }
+}
+
+int64_t OptionalInt(const Ort::ConstKernelInfo& info, const char* name, int64_t fallback) {
+  try {
+    return info.GetAttribute<int64_t>(name);
+  } catch (const Ort::Exception&) {
+    return fallback;
+  }
+}
+
+std::vector<FeatureHash> ReadHash(const Ort::ConstKernelInfo& info, const char* op) {
+  const char* names[4] = {"a1", "a2", "b", "c"};
+  std::vector<int64_t> arrays[4];
+  for (int i = 0; i < 4; ++i) {
+    arrays[i] = RequiredInts(info, names[i], op);
+    if (arrays[i].size() != arrays[0].size()) {
+      Fail(op, std::string("attribute '") + names[i] + "' has " + std::to_string(arrays[i].size()) +
+                   " values but 'a1' has " + std::to_string(arrays[0].size()));
+    }
+    for (int64_t value : arrays[i]) {
+      if (value < 1 || static_cast<uint64_t>(value) >= kPrime) {
+        Fail(op, std::string("attribute '") + names[i] + "' holds " + std::to_string(value) +
+                     ", outside [1, 2^31 - 2]");
+      }
+    }
+  }
+  if (arrays[0].empty()) Fail(op, "attributes a1, a2, b, c must hold one value per feature, got none");
+  std::vector<FeatureHash> hash(arrays[0].size());
+  for (size_t f = 0; f < hash.size(); ++f) {
+    hash[f] = {static_cast<uint64_t>(arrays[0][f]), static_cast<uint64_t>(arrays[1][f]),
+               static_cast<uint64_t>(arrays[2][f]), static_cast<uint64_t>(arrays[3][f])};
+  }
+  return hash;
+}
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+}  // namespace
+
+void Fail(const char* op, const std::string& message) {
+  throw Ort::Exception(std::string(op) + ": " + message, ORT_INVALID_ARGUMENT);
+}
+
+EmbeddingAttributes ReadEmbeddingAttributes(const OrtKernelInfo* raw_info, const char* op, bool lma) {
+  const Ort::ConstKernelInfo info{raw_info};
+  EmbeddingAttributes attrs;
+  attrs.dim = RequiredInt(info, "embedding_dim", op);
+  attrs.block_size = RequiredInt(info, "block_size", op);
+  if (attrs.dim < 1 || attrs.block_size < 1 || attrs.dim % attrs.block_size != 0) {
+    Fail(op, "block_size " + std::to_string(attrs.block_size) + " must be >= 1 and divide embedding_dim " +
+                 std::to_string(attrs.dim));
+  }
+  if (attrs.dim >= (int64_t{1} << 31)) Fail(op, "embedding_dim must be below 2^31");
+  attrs.hash = ReadHash(info, op);
+  if (lma) {
+    // With 16 keys a block code reaches 2^64 and is no valid id; 15 keep it below 2^60.
+    attrs.keys_per_block = OptionalInt(info, "keys_per_block", kDefaultKeysPerBlock);
+    if (attrs.keys_per_block < 1 || attrs.keys_per_block > kSignatureKeys - 1) {
+      Fail(op, "keys_per_block must be in [1, 15], got " + std::to_string(attrs.keys_per_block));
+    }
+  }
+  return attrs;
+}
+
+int64_t CheckIds(const Ort::ConstValue& ids, int64_t num_features, const char* op) {
+  const std::vector<int64_t> shape = ids.GetTensorTypeAndShapeInfo().GetShape();
+  if (shape.size() != 2 || shape[1] != num_features) {
+    Fail(op, "ids must be int64 [batch, " + std::to_string(num_features) + "] (one column per feature), got " +
+                 ShapeText(shape));
+  }
+  return shape[0];
+}
+
+int64_t CheckMemory(const Ort::ConstValue& memory, int64_t block_size, const char* op) {
+  const std::vector<int64_t> shape = memory.GetTensorTypeAndShapeInfo().GetShape();
+  if (shape.size() != 1) Fail(op, "M must be a float vector [m], got shape " + ShapeText(shape));
+  if (shape[0] < block_size) {
+    Fail(op, "M holds " + std::to_string(shape[0]) + " floats, fewer than one block of " + std::to_string(block_size));
+  }
+  return shape[0];
+}
+
+int64_t CheckVector(const Ort::ConstValue& value, const char* name, const char* op) {
+  const std::vector<int64_t> shape = value.GetTensorTypeAndShapeInfo().GetShape();
+  if (shape.size() != 1) Fail(op, std::string(name) + " must be a vector, got shape " + ShapeText(shape));
+  return shape[0];
+}
+
+void CheckOffsets(const int64_t* offsets, int64_t count, int64_t num_features, int64_t num_keys, const char* op) {
+  bool valid = count == num_features + 1 && offsets[0] == 0 && offsets[count - 1] == num_keys;
+  for (int64_t f = 0; valid && f < num_features; ++f) valid = offsets[f] <= offsets[f + 1];
+  if (!valid) {
+    Fail(op, "offsets must be " + std::to_string(num_features + 1) + " non-decreasing values from 0 to " +
+                 std::to_string(num_keys) + " (the number of keys)");
+  }
+}
+
+void FailInvalidId(const char* op, int64_t id, int64_t index, int64_t num_features) {
+  Fail(op, "id " + std::to_string(id) + " at [" + std::to_string(index / num_features) + ", " +
+               std::to_string(index % num_features) + "] is outside [0, 2^62)");
+}
+
+namespace {
+
+// ids [B, F] -> (B, F) dims, or false when the shape is unknown (rank 0 stands for "no shape").
+bool IdsDims(Ort::ShapeInferContext& ctx, Ort::ShapeInferContext::Shape* dims, const char* op) {
+  const Ort::ShapeInferContext::Shape& ids = ctx.GetInputShape(0);
+  if (ids.empty()) return false;
+  if (ids.size() != 2) Fail(op, "ids must have rank 2 [batch, features], got rank " + std::to_string(ids.size()));
+  *dims = ids;
+  return true;
+}
+
+// Symbolic dims keep their name with the value -1 (unknown), which every runtime version accepts.
+void SetOutputShape(OrtShapeInferContext* raw, const Ort::ShapeInferContext::Shape& shape,
+                    ONNXTensorElementDataType type) {
+  std::vector<int64_t> values;
+  std::vector<const char*> names;
+  for (const auto& dim : shape) {
+    values.push_back(dim.IsInt() ? dim.AsInt() : -1);
+    names.push_back(dim.IsInt() ? "" : dim.AsSym());
+  }
+  const OrtApi& api = Ort::GetApi();
+  OrtTensorTypeAndShapeInfo* created = nullptr;
+  Ort::ThrowOnError(api.CreateTensorTypeAndShapeInfo(&created));
+  Ort::TensorTypeAndShapeInfo info{created};  // released on every path
+  Ort::ThrowOnError(api.SetTensorElementType(info, type));
+  Ort::ThrowOnError(api.SetDimensions(info, values.data(), values.size()));
+  Ort::ThrowOnError(api.SetSymbolicDimensions(info, names.data(), names.size()));
+  Ort::ThrowOnError(api.ShapeInferContext_SetOutputTypeShape(raw, 0, info));
+}
+
+}  // namespace
+
+void InferEmbeddingShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw, const char* op) {
+  const int64_t dim = ctx.GetAttrInt("embedding_dim");
+  if (dim < 1) Fail(op, "embedding_dim must be >= 1, got " + std::to_string(dim));
+  Ort::ShapeInferContext::Shape shape;
+  if (!IdsDims(ctx, &shape, op)) return;
+  shape.emplace_back(dim);  // (B, F, d)
+  SetOutputShape(raw, shape, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT);
+}
+
+void InferVocabShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw, const char* op) {
+  Ort::ShapeInferContext::Shape shape;
+  if (!IdsDims(ctx, &shape, op)) return;
+  SetOutputShape(raw, shape, ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64);  // (B, F)
+}
+
+}  // namespace robe

@@ -1,0 +1,156 @@
+#include "cpu/cpu_ops.h"
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <limits>
+
+#include "common/op_support.h"
+#include "cpu/lookups.h"
+
+namespace robe::cpu {
+namespace {
+
+constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
+constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+
+// Lookups per thread-pool task: large enough to amortise scheduling, small enough to balance threads.
+constexpr int64_t kLookupsPerTask = 1024;
+
+// Runs lookups(begin, end) over [0, count) in tasks on ORT's intra-op pool; returns the first lookup
+// any task reported as invalid, or -1.
+template <typename Lookups>
+int64_t ParallelLookups(const Ort::KernelContext& ctx, int64_t count, Lookups&& lookups) {
+  const int64_t tasks = (count + kLookupsPerTask - 1) / kLookupsPerTask;
+  if (tasks <= 1) return count > 0 ? lookups(0, count) : -1;
+  struct Shared {
+    Lookups* lookups;
+    int64_t count;
+    std::atomic<int64_t> first_invalid{std::numeric_limits<int64_t>::max()};
+  } shared{&lookups, count};
+  auto run_task = [](void* data, size_t task) {
+    auto* s = static_cast<Shared*>(data);
+    const int64_t begin = static_cast<int64_t>(task) * kLookupsPerTask;
+    const int64_t invalid = (*s->lookups)(begin, std::min(begin + kLookupsPerTask, s->count));
+    int64_t seen = s->first_invalid.load();
+    while (invalid >= 0 && invalid < seen && !s->first_invalid.compare_exchange_weak(seen, invalid)) {
+    }
+  };
+  ctx.ParallelFor(run_task, static_cast<size_t>(tasks), 0, &shared);
+  const int64_t invalid = shared.first_invalid.load();
+  return invalid == std::numeric_limits<int64_t>::max() ? -1 : invalid;
+}
+
+struct RobeKernel : StatusKernel<RobeKernel> {
+  static constexpr const char* kName = "RobeEmbedding";
+  static constexpr const char* kProvider = kCpuProvider;
+  static constexpr std::array<ONNXTensorElementDataType, 2> kInputTypes{kInt64, kFloat};
+  static constexpr ONNXTensorElementDataType kOutputType = kFloat;
+  static OrtMemType InputMemoryType(size_t /*index*/) { return OrtMemTypeDefault; }
+  static void InferShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw) {
+    InferEmbeddingShape(ctx, raw, kName);
+  }
+
+  explicit RobeKernel(const OrtKernelInfo* info) : attrs(ReadEmbeddingAttributes(info, kName, false)) {}
+
+  void Compute(OrtKernelContext* raw) {
+    Ort::KernelContext ctx{raw};
+    const Ort::ConstValue ids = ctx.GetInput(0);
+    const Ort::ConstValue memory = ctx.GetInput(1);
+    const int64_t num_features = attrs.NumFeatures();
+    const int64_t batch = CheckIds(ids, num_features, kName);
+    const int64_t memory_size = CheckMemory(memory, attrs.block_size, kName);
+    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
+    const RobeTask task{ids.GetTensorData<int64_t>(), num_features, attrs.hash.data(),
+                        memory.GetTensorData<float>(), memory_size, attrs.dim, attrs.block_size,
+                        out.GetTensorMutableData<float>()};
+    const int64_t invalid = ParallelLookups(
+        ctx, batch * num_features, [&](int64_t begin, int64_t end) { return RobeLookups(task, begin, end); });
+    if (invalid >= 0) FailInvalidId(kName, task.ids[invalid], invalid, num_features);
+  }
+
+  EmbeddingAttributes attrs;
+};
+
+struct LmaKernel : StatusKernel<LmaKernel> {
+  static constexpr const char* kName = "LmaEmbedding";
+  static constexpr const char* kProvider = kCpuProvider;
+  static constexpr std::array<ONNXTensorElementDataType, 5> kInputTypes{kInt64, kFloat, kInt64, kInt64, kInt64};
+  static constexpr ONNXTensorElementDataType kOutputType = kFloat;
+  static OrtMemType InputMemoryType(size_t /*index*/) { return OrtMemTypeDefault; }
+  static void InferShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw) {
+    InferEmbeddingShape(ctx, raw, kName);
+  }
+
+  explicit LmaKernel(const OrtKernelInfo* info) : attrs(ReadEmbeddingAttributes(info, kName, true)) {}
+
+  void Compute(OrtKernelContext* raw) {
+    Ort::KernelContext ctx{raw};
+    const Ort::ConstValue ids = ctx.GetInput(0);
+    const Ort::ConstValue memory = ctx.GetInput(1);
+    const Ort::ConstValue keys = ctx.GetInput(2);
+    const Ort::ConstValue offsets = ctx.GetInput(3);
+    const Ort::ConstValue signatures = ctx.GetInput(4);
+    const int64_t num_features = attrs.NumFeatures();
+    const int64_t batch = CheckIds(ids, num_features, kName);
+    const int64_t memory_size = CheckMemory(memory, attrs.block_size, kName);
+    const int64_t num_keys = CheckVector(keys, "keys", kName);
+    if (CheckVector(signatures, "signatures", kName) != num_keys) Fail(kName, "signatures must match keys in length");
+    const int64_t* offset_data = offsets.GetTensorData<int64_t>();
+    CheckOffsets(offset_data, CheckVector(offsets, "offsets", kName), num_features, num_keys, kName);
+    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
+    const LmaTask task{{ids.GetTensorData<int64_t>(), num_features, attrs.hash.data(), memory.GetTensorData<float>(),
+                        memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
+                       keys.GetTensorData<int64_t>(), offset_data, signatures.GetTensorData<int64_t>(),
+                       static_cast<int>(attrs.keys_per_block)};
+    const int64_t invalid = ParallelLookups(
+        ctx, batch * num_features, [&](int64_t begin, int64_t end) { return LmaLookups(task, begin, end); });
+    if (invalid >= 0) FailInvalidId(kName, task.robe.ids[invalid], invalid, num_features);
+  }
+
+  EmbeddingAttributes attrs;
+};
+
+struct VocabKernel : StatusKernel<VocabKernel> {
+  static constexpr const char* kName = "VocabLookup";
+  static constexpr const char* kProvider = kCpuProvider;
+  static constexpr std::array<ONNXTensorElementDataType, 3> kInputTypes{kInt64, kInt64, kInt64};
+  static constexpr ONNXTensorElementDataType kOutputType = kInt64;
+  static OrtMemType InputMemoryType(size_t /*index*/) { return OrtMemTypeDefault; }
+  static void InferShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw) { InferVocabShape(ctx, raw, kName); }
+
+  explicit VocabKernel(const OrtKernelInfo* /*info*/) {}
+
+  void Compute(OrtKernelContext* raw) {
+    Ort::KernelContext ctx{raw};
+    const Ort::ConstValue ids = ctx.GetInput(0);
+    const Ort::ConstValue keys = ctx.GetInput(1);
+    const Ort::ConstValue offsets = ctx.GetInput(2);
+    // F comes from the offsets here: VocabLookup has no per-feature attributes.
+    const int64_t num_features = CheckVector(offsets, "offsets", kName) - 1;
+    if (num_features < 1) Fail(kName, "offsets must hold F + 1 >= 2 values");
+    const int64_t batch = CheckIds(ids, num_features, kName);
+    const int64_t* offset_data = offsets.GetTensorData<int64_t>();
+    CheckOffsets(offset_data, num_features + 1, num_features, CheckVector(keys, "keys", kName), kName);
+    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features});  // (B, F)
+    const VocabTask task{ids.GetTensorData<int64_t>(), num_features, keys.GetTensorData<int64_t>(), offset_data,
+                         out.GetTensorMutableData<int64_t>()};
+    const int64_t invalid = ParallelLookups(
+        ctx, batch * num_features, [&](int64_t begin, int64_t end) { return VocabLookups(task, begin, end); });
+    if (invalid >= 0) FailInvalidId(kName, task.ids[invalid], invalid, num_features);
+  }
+};
+
+}  // namespace
+
+void RegisterOps(Ort::CustomOpDomain& domain) {
+  static const LookupOp<RobeKernel> robe_op;
+  static const LookupOp<LmaKernel> lma_op;
+  static const LookupOp<VocabKernel> vocab_op;
+  domain.Add(&robe_op);
+  domain.Add(&lma_op);
+  domain.Add(&vocab_op);
+}
+
+}  // namespace robe::cpu

@@ -1,0 +1,132 @@
+"""The GPU benchmark, exercised on the CPU: --dry-run, a stand-in kernel, memory fitting, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from kernels import reference as ref
+from loadtest import gpu_bench
+from loadtest.shapes import get_shape
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ReferenceOps:
+    """Stands in for kernels.torch_ext.CudaOps on the CPU: the NumPy reference, a wrong one, or a failure."""
+
+    def __init__(self, mode: str = "right") -> None:
+        self.mode = mode
+        self.calls = 0
+
+    def robe_forward(self, ids: torch.Tensor, memory: torch.Tensor, params: ref.HashParams, dim: int,
+                     block_size: int) -> torch.Tensor:
+        self.calls += 1
+        if self.mode == "raises":
+            raise RuntimeError("ai.robe CUDA: invalid device function")
+        out = ref.robe_lookup(ids.numpy(), memory.numpy(), params, dim, block_size)
+        return torch.from_numpy(out * 0 if self.mode == "wrong" else out)
+
+
+def run_dry(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    assert gpu_bench.main(["run", "--device", "cpu", "--dry-run", "--out", str(tmp_path), *extra]) == 0
+    return json.loads((tmp_path / "gpu_bench_tiny.json").read_text())
+
+
+def with_kernel(monkeypatch: pytest.MonkeyPatch, ops: ReferenceOps) -> None:
+    note = {"available": True, "backend": "fake"}
+    monkeypatch.setattr(gpu_bench, "load_kernel", lambda config: (ops, note))
+
+
+def test_dry_run_times_every_variant_stage_and_batch(tmp_path: Path) -> None:
+    result = run_dry(tmp_path)
+    keys = {(r["batch"], r["stage"], r["method"]) for r in result["runs"]}
+    stages, methods = ("end_to_end", "embedding"), ("full", "robe-torch")
+    assert keys == {(b, s, m) for b in (16, 64) for s in stages for m in methods}
+    for record in result["runs"]:
+        assert record["samples_per_s"] > 0 and record["rounds"] == 3
+        if record["method"] == "full":
+            assert record["ratio_robe_vs_full"] == 1.0
+    assert result["kernel"] == {"available": False, "reason": "no GPU"}
+    assert result["shape"]["rows_scale"] == 1.0 and not result["errors"] and not result["skipped"]
+
+
+def test_kernel_variant_is_timed_and_checked_against_pytorch_ops(tmp_path: Path, monkeypatch) -> None:
+    ops = ReferenceOps()
+    with_kernel(monkeypatch, ops)
+    result = run_dry(tmp_path)
+    assert result["kernel"]["matches_pytorch_ops"] is True
+    assert {r["method"] for r in result["runs"]} == {"full", "robe", "robe-torch"}
+    assert ops.calls > 0
+    merged = gpu_bench.merge(tmp_path)
+    assert {r["provider"] for r in merged["runs"]} == {"pytorch-cpu"}
+    rows = gpu_bench._ratio_rows(merged["runs"])
+    assert len(rows) == 2 and all(cell != "-" for cell in rows[0])
+
+
+def test_a_kernel_that_disagrees_is_flagged(tmp_path: Path, monkeypatch) -> None:
+    with_kernel(monkeypatch, ReferenceOps("wrong"))
+    assert run_dry(tmp_path)["kernel"]["matches_pytorch_ops"] is False
+
+
+def test_a_kernel_that_fails_is_dropped_and_the_rest_measured(tmp_path: Path, monkeypatch) -> None:
+    with_kernel(monkeypatch, ReferenceOps("raises"))
+    result = run_dry(tmp_path)
+    assert result["kernel"]["available"] is False
+    assert result["kernel"]["reason"] == "kernel failed: ai.robe CUDA: invalid device function"
+    assert {r["method"] for r in result["runs"]} == {"full", "robe-torch"}
+
+
+def test_tables_are_scaled_to_the_free_gpu_memory(monkeypatch) -> None:
+    free = 70 * 2**30
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 80 * 2**30))
+    terabyte = get_shape("terabyte")
+    fitted = gpu_bench.fit_to_device(terabyte, torch.device("cuda"), reserve_bytes=6 << 30)
+    room = free - (6 << 30) - 2 * terabyte.robe_bytes
+    assert 0.65 < fitted.rows_scale < 0.75 and room * 0.99 < fitted.table_bytes <= room
+    kaggle = get_shape("kaggle")
+    assert gpu_bench.fit_to_device(kaggle, torch.device("cuda"), 6 << 30) is kaggle
+
+
+def test_budget_and_failures_keep_partial_results(tmp_path: Path, monkeypatch) -> None:
+    real = gpu_bench.measure_batch
+
+    def flaky(models, shape, batch, *args):
+        if batch == 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
+        return real(models, shape, batch, *args)
+
+    monkeypatch.setattr(gpu_bench, "measure_batch", flaky)
+    result = run_dry(tmp_path)
+    assert result["errors"] == ["zipf batch 16: CUDA out of memory. Tried to allocate 2 GiB"]
+    assert {r["batch"] for r in result["runs"]} == {64}
+    no_time = ["run", "--device", "cpu", "--dry-run", "--budget", "1e-9", "--out", str(tmp_path)]
+    assert gpu_bench.main(no_time) == 1
+    skipped = json.loads((tmp_path / "gpu_bench_tiny.json").read_text())["skipped"]
+    assert len(skipped) == 2 and "time budget" in skipped[0]
+
+
+def test_bad_arguments_exit_with_one_line(capsys) -> None:
+    assert gpu_bench.main(["run", "--shape", "huge", "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip().startswith("error: unknown shape 'huge'")
+
+
+@pytest.mark.slow
+def test_the_shell_script_runs_every_step(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "GPU_BENCH_SHAPES": "tiny",
+           "GPU_BENCH_EXTRA": "--device cpu --dry-run"}
+    done = subprocess.run(["bash", str(ROOT / "loadtest" / "gpu_bench.sh")], env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    merged = json.loads((tmp_path / "gpu_bench.json").read_text())
+    assert {r["method"] for r in merged["runs"]} == {"full", "robe-torch"}
+    assert (tmp_path / "gpu_bench.log").read_text().rstrip().endswith(done.stdout.rstrip().splitlines()[-1])
+    assert np.isfinite([r["ratio_robe_vs_full"] for r in merged["runs"]]).all()

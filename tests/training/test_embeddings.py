@@ -1,0 +1,282 @@
+"""Embedding modules against kernels.reference: golden vectors, property tests, gradients, sizing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kernels import reference as ref
+from training import hashing
+from training.budget import BudgetError, full_table_bytes, hash_table_rows, parse_size
+from training.embeddings import (
+    FullConfig,
+    FullEmbedding,
+    HashConfig,
+    HashEmbedding,
+    LmaConfig,
+    LmaEmbedding,
+    Method,
+    RobeConfig,
+    RobeEmbedding,
+    Signatures,
+    build_vocabulary,
+)
+from training.factory import EmbeddingSpec, build_embedding, embedding_from_state, embedding_state, full_bytes
+from training.signatures import SetKind, learn_signatures
+
+GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "hash_golden.json").read_text())
+DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
+def _params(case: dict[str, Any]) -> ref.HashParams:
+    return ref.HashParams.from_dict(case["params"])
+
+
+def _robe(params: ref.HashParams, m: int, dim: int, block_size: int) -> RobeEmbedding:
+    config = RobeConfig(params.num_features, dim, memory_size=m, block_size=block_size, seed=params.seed)
+    module = RobeEmbedding(replace(config, memory_size=config.block_size))  # golden m reaches 2^31 floats
+    module.config = config  # indices only: the small memory is never read
+    module.coefficients.copy_(hashing.coefficients_tensor(params))
+    return module
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", GOLDEN["robe"], ids=lambda c: c["name"])
+def test_robe_indices_match_golden(case: dict[str, Any], device: str) -> None:
+    module = _robe(_params(case), case["m"], case["embedding_dim"], case["block_size"]).to(device)
+    ids = torch.tensor(case["ids"], device=device)
+    assert module.block_offsets(ids).tolist() == case["offsets"]
+    assert module.indices(ids).tolist() == case["indices"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", GOLDEN["hash"], ids=lambda c: c["name"])
+def test_hash_blocks_match_golden(case: dict[str, Any], device: str) -> None:
+    coefficients = hashing.coefficients_tensor(_params(case)).to(device)
+    got = hashing.hash_blocks(torch.tensor(case["ids"], device=device), case["num_blocks"], coefficients)
+    assert got.tolist() == case["h"]
+
+
+@pytest.mark.parametrize("case", GOLDEN["hash_rows"], ids=lambda c: c["name"])
+def test_hash_rows_match_golden(case: dict[str, Any]) -> None:
+    coefficients = hashing.coefficients_tensor(_params(case))
+    got = hashing.hash_rows(torch.tensor(case["ids"]), coefficients, torch.tensor(case["rows"]))
+    assert got.tolist() == case["out"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", GOLDEN["vocab"], ids=lambda c: c["name"])
+def test_vocab_lookup_matches_golden(case: dict[str, Any], device: str) -> None:
+    keys, offsets = np.asarray(case["keys"], np.int64), np.asarray(case["offsets"], np.int64)
+    module = FullEmbedding(FullConfig(len(offsets) - 1, 2), keys, offsets).to(device)
+    assert module.indices(torch.tensor(case["ids"], device=device)).tolist() == case["rows"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("case", GOLDEN["lma"], ids=lambda c: c["name"])
+def test_lma_indices_match_golden(case: dict[str, Any], device: str) -> None:
+    params = _params(case)
+    signatures = Signatures(*(np.asarray(case[k], np.int64) for k in ("keys", "offsets", "signatures")))
+    config = LmaConfig(params.num_features, case["embedding_dim"], memory_size=case["m"],
+                       block_size=case["block_size"], seed=params.seed, keys_per_block=case["keys_per_block"])
+    module = LmaEmbedding(config, signatures).to(device)
+    ids = torch.tensor(case["ids"], device=device)
+    assert module.signatures_for(ids).tolist() == case["signatures_for"]
+    assert module.block_offsets(ids).tolist() == case["block_offsets"]
+    assert module.indices(ids).tolist() == case["indices"]
+
+
+@pytest.mark.parametrize("case", GOLDEN["minhash"], ids=lambda c: c["name"])
+def test_golden_minhash_is_current(case: dict[str, Any]) -> None:
+    values, rows = np.asarray(case["values"]), np.asarray(case["rows"])
+    unique, signatures = ref.minhash_signatures(values, rows, case["seed"])
+    assert unique.tolist() == case["unique"] and signatures.tolist() == case["signatures"]
+
+
+def test_golden_file_is_current() -> None:
+    from importlib import util
+
+    path = Path(__file__).parents[1] / "golden" / "make_golden.py"
+    spec = util.spec_from_file_location("make_golden", path)
+    assert spec is not None and spec.loader is not None
+    module = util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert json.loads(module.render(module.build_golden())) == GOLDEN
+
+
+EDGE_IDS = st.sampled_from(GOLDEN["special_ids"]) | st.integers(0, ref.ID_LIMIT - 1) | st.integers(0, 2**33)
+
+
+@st.composite
+def robe_shapes(draw: st.DrawFn) -> tuple[int, int, int, int, int]:
+    block_size = draw(st.integers(1, 8))
+    dim = block_size * draw(st.integers(1, 4))
+    m = draw(st.integers(block_size, 2**40))
+    return draw(st.integers(1, 5)), dim, block_size, m, draw(st.integers(0, 2**32))
+
+
+def _per_row(reference: Any, ids: np.ndarray, *args: Any) -> np.ndarray:
+    """Call a reference index map one row at a time.
+
+    ``reference.hash_blocks`` reads ids of shape [..., F, num_blocks] as per-block codes, so a batch whose
+    shape happens to equal (F, d/Z) is misread (e.g. B = F = d/Z = 2); one row [1, F] is only ambiguous
+    when F = d/Z = 1, where the values are right and only the shape differs. Reported to the lead.
+    """
+    rows = [reference(ids[b:b + 1], *args) for b in range(len(ids))]
+    return np.stack([np.reshape(r, (ids.shape[1], -1)) for r in rows])
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=robe_shapes(), data=st.data())
+def test_robe_and_hash_match_reference(shape: tuple[int, int, int, int, int], data: st.DataObject) -> None:
+    num_features, dim, block_size, m, seed = shape
+    ids = np.asarray(data.draw(st.lists(st.lists(EDGE_IDS, min_size=num_features, max_size=num_features),
+                                        min_size=1, max_size=4)), dtype=np.int64)
+    params = ref.HashParams.from_seed(num_features, seed)
+    module = _robe(params, m, dim, block_size)
+    np.testing.assert_array_equal(module.indices(torch.from_numpy(ids)).numpy(),
+                                  _per_row(ref.robe_indices, ids, params, m, dim, block_size))
+    counts = st.lists(st.integers(1, 2**40), min_size=num_features, max_size=num_features)
+    rows = np.asarray(data.draw(counts))
+    coefficients = hashing.coefficients_tensor(params)
+    got = hashing.hash_rows(torch.from_numpy(ids), coefficients, torch.from_numpy(rows))
+    np.testing.assert_array_equal(got.numpy(), ref.hash_rows(ids, params, rows))
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=robe_shapes(), keys_per_block=st.integers(1, 15), data=st.data())
+def test_lma_matches_reference(shape: tuple[int, int, int, int, int], keys_per_block: int,
+                               data: st.DataObject) -> None:
+    num_features, dim, block_size, m, seed = shape
+    ids = np.asarray(data.draw(st.lists(st.lists(EDGE_IDS, min_size=num_features, max_size=num_features),
+                                        min_size=1, max_size=4)), dtype=np.int64)
+    known = [sorted(set(ids[::2, f].tolist())) for f in range(num_features)]
+    keys = np.asarray([k for feature in known for k in feature], dtype=np.int64)
+    offsets = np.cumsum([0] + [len(k) for k in known]).astype(np.int64)
+    sig = ref.pack_signature(np.random.default_rng(seed).integers(0, 16, size=(len(keys), 16)))
+    params = ref.HashParams.from_seed(num_features, seed)
+    config = LmaConfig(num_features, dim, memory_size=min(m, 10_000), block_size=block_size, seed=seed,
+                       keys_per_block=keys_per_block)
+    module = LmaEmbedding(config, Signatures(keys, offsets, sig))
+    expected = _per_row(ref.lma_indices, ids, keys, offsets, sig, params, config.memory_size, dim, block_size,
+                        keys_per_block)
+    np.testing.assert_array_equal(module.indices(torch.from_numpy(ids)).numpy(), expected)
+
+
+@pytest.mark.parametrize("bad", GOLDEN["invalid_ids"][:2])
+def test_invalid_ids_are_rejected(bad: int) -> None:
+    module = RobeEmbedding(RobeConfig(2, 4, memory_size=16, block_size=2))
+    with pytest.raises(ref.InvalidIdError):
+        module(torch.tensor([[0, bad]]))
+
+
+def test_id_at_limit_is_rejected() -> None:
+    with pytest.raises(ref.InvalidIdError, match="2\\^62"):
+        hashing.check_ids(torch.tensor([ref.ID_LIMIT]))
+
+
+@pytest.mark.parametrize("block_size", [1, 4, 8])
+def test_robe_forward_and_backward_match_numpy(block_size: int) -> None:
+    module = RobeEmbedding(RobeConfig(3, 8, memory_size=50, block_size=block_size, seed=3))
+    ids = np.asarray([[0, 1, 2**62 - 1], [2**31, 5, 5], [0, 0, 0]], dtype=np.int64)
+    out = module(torch.from_numpy(ids))
+    memory = module.memory.detach().numpy()
+    params = module.hash_params()
+    assert params is not None
+    np.testing.assert_array_equal(out.detach().numpy(), ref.robe_lookup(ids, memory, params, 8, block_size))
+    upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(0))
+    (out * upstream).sum().backward()
+    expected = np.zeros_like(memory)
+    np.add.at(expected, ref.robe_indices(ids, params, 50, 8, block_size).ravel(), upstream.numpy().ravel())
+    assert module.memory.grad is not None and module.memory.grad.layout == torch.strided
+    np.testing.assert_allclose(module.memory.grad.numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_full_embedding_vocabulary_and_oov() -> None:
+    categorical = np.asarray([[5, 7], [5, 9], [6, 9], [5, 2**62 - 1]], dtype=np.int64)
+    module = FullEmbedding.from_data(FullConfig(2, 4, min_count=2), categorical)
+    assert module.keys.tolist() == [5, 9] and module.offsets.tolist() == [0, 1, 2]
+    ids = np.asarray([[5, 9], [6, 7], [2**62 - 1, 0]], dtype=np.int64)
+    rows = module.indices(torch.from_numpy(ids)).numpy()
+    np.testing.assert_array_equal(rows, ref.vocab_lookup(ids, [5, 9], [0, 1, 2]))
+    assert rows.tolist() == [[0, 2], [1, 3], [1, 3]]  # OOV rows: offsets[f+1] + f
+    assert module.weight.shape == (4, 4)
+    assert module.parameter_bytes() == 4 * 4 * 4 + 2 * 8 + 3 * 8
+
+
+def test_hash_embedding_sparse_gradient() -> None:
+    module = HashEmbedding(HashConfig(2, 4, rows=(3, 5), seed=1))
+    module.sparse_grad = True
+    module(torch.tensor([[1, 2], [3, 4]])).sum().backward()
+    assert module.weight.grad is not None and module.weight.grad.is_sparse
+    assert module.indices(torch.tensor([[1, 2]])).max() < 8
+
+
+def _categorical(rows: int = 3000, features: int = 4, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    columns = [rng.zipf(1.3, size=rows) % (50 * (f + 1)) for f in range(features)]
+    return np.stack(columns, axis=1).astype(np.int64)
+
+
+@pytest.mark.parametrize("method", [Method.HASH, Method.ROBE, Method.LMA])
+@pytest.mark.parametrize("budget", [300, 2000, 20_000])
+def test_built_embedding_fits_budget(method: Method, budget: int) -> None:
+    categorical = _categorical()
+    spec = EmbeddingSpec(method, block_size=2, signature_rows=1000)
+    module = build_embedding(spec, 8, categorical, budget)
+    assert module.parameter_bytes() <= budget
+    assert module.parameter_bytes() > budget * 0.8
+    assert module(torch.from_numpy(categorical[:5])).shape == (5, 4, 8)
+
+
+def test_budget_errors() -> None:
+    categorical = _categorical()
+    with pytest.raises(BudgetError, match="smaller than one block"):
+        build_embedding(EmbeddingSpec(Method.ROBE, block_size=8), 8, categorical, 100)
+    with pytest.raises(ValueError, match="must divide"):
+        build_embedding(EmbeddingSpec(Method.ROBE, block_size=3), 8, categorical, 10_000)
+    with pytest.raises(BudgetError):
+        parse_size("2 parsecs")
+    assert parse_size("2MB") == 2_000_000 and parse_size("1.5KiB") == 1536 and parse_size("64") == 64
+
+
+def test_hash_rows_water_filling() -> None:
+    assert hash_table_rows([2, 1000, 1000], 100) == (3, 48, 49)
+    assert sum(hash_table_rows([10**6] * 26, 10**5)) <= 10**5
+    assert full_bytes(_categorical(), 8) == full_table_bytes(len(build_vocabulary(_categorical())[0]), 4, 8)
+
+
+@pytest.mark.parametrize("kind", list(SetKind))
+def test_learned_signatures_match_reference(kind: SetKind) -> None:
+    categorical = _categorical(rows=500)
+    sig = learn_signatures(categorical, max_values=40, sample_size=300, seed=1, minhash_seed=2, kind=kind)
+    assert len(sig.keys) <= 40 and sig.offsets[-1] == len(sig.keys)
+    if kind is SetKind.ROWS:
+        rows = np.sort(np.random.default_rng(1).choice(500, size=300, replace=False))
+        f = 0
+        values = categorical[rows, f]
+        mask = np.isin(values, sig.keys[sig.offsets[0]:sig.offsets[1]])
+        unique, expected = ref.minhash_signatures(values[mask], rows[mask], 2)
+        assert unique.tolist() == sig.keys[:sig.offsets[1]].tolist()
+        assert expected.tolist() == sig.signatures[:sig.offsets[1]].tolist()
+
+
+@pytest.mark.parametrize("method", list(Method))
+def test_state_round_trip(method: Method) -> None:
+    categorical = _categorical()
+    module = build_embedding(EmbeddingSpec(method, signature_rows=500), 4, categorical,
+                             None if method is Method.FULL else 5000)
+    rebuilt = embedding_from_state(embedding_state(module))
+    rebuilt.load_state_dict(module.state_dict())
+    ids = torch.from_numpy(categorical[:20])
+    torch.testing.assert_close(rebuilt(ids), module(ids), rtol=0, atol=0)
+    assert rebuilt.parameter_bytes() == module.parameter_bytes()

@@ -1,0 +1,157 @@
+"""``python -m training.data {preprocess,prepare,synth-criteo,stats}``: data preparation commands.
+
+python -m training.data preprocess --format criteo --input FILE --out DIR [--split 0.8,0.1,0.1]
+python -m training.data prepare FILE [--cache-dir DIR]
+python -m training.data synth-criteo --rows N --out PATH --seed S [--scale X ...]
+python -m training.data stats PATH [PATH ...] [--json] [--plot PNG]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import NoReturn
+
+from training.data.errors import DataError
+from training.data.readers import DataFormat
+from training.data.shards import SplitFractions, prepare, preprocess
+from training.data.stats import collect_stats, format_stats, plot_rank_frequency
+from training.data.synth_config import SynthConfig
+from training.data.synth_file import DEFAULT_CHUNK_ROWS, write_synth_criteo
+
+logger = logging.getLogger("training.data")
+
+PLOT_FEATURES = "C3,C4,C10,C15"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes end with one line, ``error: ...``, and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(
+            {
+                "time": round(record.created, 3),
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+            }
+        )
+
+
+def _fractions(text: str) -> SplitFractions:
+    try:
+        return SplitFractions.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m training.data", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    formats = [f.value for f in DataFormat]
+
+    pre = commands.add_parser("preprocess", help="raw Criteo/Avazu file -> memory-mapped .npy shards")
+    pre.add_argument("--format", choices=formats, help="default: told from the file's first line")
+    pre.add_argument("--input", type=Path, required=True)
+    pre.add_argument("--out", type=Path, required=True)
+    pre.add_argument("--split", type=_fractions, default=SplitFractions(), help="default 0.8,0.1,0.1")
+
+    prep = commands.add_parser(
+        "prepare", help="shards of a raw file in the cache (made once); prints the directory"
+    )
+    prep.add_argument("path", type=Path)
+    prep.add_argument("--cache-dir", type=Path)
+
+    synth = commands.add_parser(
+        "synth-criteo", help="write a synthetic Criteo-like TSV with a planted label model"
+    )
+    synth.add_argument("--rows", type=int, required=True)
+    synth.add_argument("--out", type=Path, required=True, help="output path; gzip when it ends in .gz")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    for item in dataclasses.fields(SynthConfig):
+        synth.add_argument(
+            f"--{item.name.replace('_', '-')}",
+            type=type(item.default),
+            default=item.default,
+            help=f"default {item.default}",
+        )
+
+    stats = commands.add_parser("stats", help="per-feature cardinality, skew, missing rates, positive rate")
+    stats.add_argument("paths", type=Path, nargs="+")
+    stats.add_argument("--format", choices=formats)
+    stats.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    stats.add_argument("--plot", type=Path, help="write a rank-frequency PNG comparing the files")
+    stats.add_argument("--plot-features", default=PLOT_FEATURES)
+    return parser
+
+
+def _synth(args: argparse.Namespace) -> None:
+    config = SynthConfig(**{item.name: getattr(args, item.name) for item in dataclasses.fields(SynthConfig)})
+    started = time.perf_counter()
+    meta = write_synth_criteo(args.out, args.rows, args.seed, config, args.chunk_rows)
+    print(
+        f"wrote {args.rows} rows to {args.out} in {time.perf_counter() - started:.1f} s; positive rate "
+        f"{meta['positive_rate']:.4f}; ceiling AUC {meta['ceiling_auc']:.4f}"
+    )
+
+
+def _stats(args: argparse.Namespace) -> None:
+    all_stats = [collect_stats(path, args.format) for path in args.paths]
+    if args.json:
+        print(json.dumps([stats.to_dict() for stats in all_stats], indent=2))
+    else:
+        print("\n\n".join(format_stats(stats) for stats in all_stats))
+    if args.plot:
+        plot_rank_frequency(
+            all_stats, [path.name for path in args.paths], args.plot_features.split(","), args.plot
+        )
+        logger.info("wrote %s", args.plot)
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "preprocess":
+        shards = preprocess(args.input, args.out, args.format, args.split)
+        print(f"wrote {shards.root}: {shards.meta['rows']}")
+    elif args.command == "prepare":
+        print(prepare(args.path, args.cache_dir).root)
+    elif args.command == "synth-criteo":
+        _synth(args)
+    else:
+        _stats(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    handler = logging.StreamHandler()
+    if args.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
+    try:
+        _run(args)
+    except (DataError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

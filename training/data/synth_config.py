@@ -1,0 +1,91 @@
+"""Configuration of the synthetic Criteo-like log, and the real-data figures it is calibrated to.
+
+The missing rates and dense-value spreads were measured on ``../shared/data/criteo/criteo_15k.tsv.gz``
+(``python -m training.data stats`` prints the missing rates); the cardinalities are the Criteo Kaggle
+counts DLRM reports for C1..C26.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Criteo Kaggle distinct values per categorical feature C1..C26 (DLRM's preprocessed counts).
+KAGGLE_CARDINALITIES = (1460, 583, 10131227, 2202608, 305, 24, 12517, 633, 3, 93145, 5683, 8351593, 3194,
+                        27, 14992, 5461306, 10, 5652, 2173, 4, 7046547, 18, 15, 286181, 105, 142572)
+# Share of empty fields in ../shared/data/criteo/criteo_15k.tsv.gz (`python -m training.data stats`).
+CATEGORICAL_MISSING = (0.0014, 0.0, 0.0329, 0.0329, 0.0, 0.1221, 0.0, 0.0, 0.0, 0.0014, 0.0014, 0.0329, 0.0,
+                       0.0292, 0.0, 0.0622, 0.0292, 0.0, 0.4178, 0.4192, 0.0343, 0.7519, 0.0292,
+                       0.0329, 0.4178, 0.4178)
+DENSE_MISSING = (0.4362, 0.0057, 0.2092, 0.2255, 0.0665, 0.2334, 0.0466, 0.0007, 0.0446, 0.4276, 0.0726,
+                 0.7237, 0.2082)
+# Mean and standard deviation of log1p(max(x, 0)) over the present values of I1..I13 in the same file.
+DENSE_LOG_MEAN = (0.959, 2.287, 2.177, 1.792, 7.039, 3.265, 1.478, 2.083, 3.448, 0.36, 0.895, 1.989, 1.829)
+DENSE_LOG_STD = (1.095, 2.219, 1.243, 1.051, 3.025, 1.935, 1.377, 1.262, 1.723, 0.395, 0.756, 3.421, 1.03)
+NEGATIVE_I2_QUANTILE = -1.32  # I2 is -1 below this z-score (9.3% of the real sample's I2 values are < 0)
+MAX_RANK = (1 << 31) - 1  # ranks must stay below 2^31 for the rank -> 32-bit id bijection
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Distribution of the synthetic log; the defaults are the documented ``synth-criteo`` data set.
+
+    Args:
+        scale: factor on the Kaggle cardinalities above ``min_cardinality``.
+        min_cardinality: cardinalities up to this stay as in Kaggle; scaled ones do not go below it.
+        zipf_min: smallest per-feature Zipf exponent.
+        zipf_max: largest per-feature Zipf exponent ([zipf_min, zipf_max] must not contain 1).
+        num_topics: row topics (and at most as many clusters per feature).
+        topic_affinity: probability that a field follows the row's topic cluster.
+        cluster_share: share of a value's latent variance (and first-order effect) from its cluster.
+        latent_dim: size of the latent vectors of the pairwise terms.
+        num_pairs: pairwise bilinear terms, between features of at least 1,000 values.
+        first_order_std: standard deviation of the sum of first-order terms (all fields present).
+        pair_std: standard deviation of the sum of pairwise terms.
+        dense_std: standard deviation of the dense term.
+        dense_topic_share: share of a dense feature's log variance explained by the row topic.
+        positive_rate: target share of positive labels (the bias is calibrated to it).
+
+    Example:
+        >>> SynthConfig(scale=0.01).cardinalities()[:4]
+        (1460, 583, 101312, 22026)
+    """
+
+    scale: float = 0.1
+    min_cardinality: int = 100
+    zipf_min: float = 1.05
+    zipf_max: float = 1.2
+    num_topics: int = 32
+    topic_affinity: float = 0.5
+    cluster_share: float = 0.5
+    latent_dim: int = 8
+    num_pairs: int = 6
+    first_order_std: float = 1.2
+    pair_std: float = 0.8
+    dense_std: float = 0.5
+    dense_topic_share: float = 0.3
+    positive_rate: float = 0.25
+
+    def __post_init__(self) -> None:
+        exponents_ok = 0 < self.zipf_min <= self.zipf_max and not self.zipf_min <= 1 <= self.zipf_max
+        checks = {
+            "scale": self.scale > 0 and max(KAGGLE_CARDINALITIES) * self.scale <= MAX_RANK,
+            "min_cardinality": self.min_cardinality >= 1,
+            "zipf_min/zipf_max": exponents_ok,
+            "num_topics": self.num_topics >= 1,
+            "topic_affinity": 0 <= self.topic_affinity <= 1,
+            "cluster_share": 0 <= self.cluster_share <= 1,
+            "latent_dim": self.latent_dim >= 1,
+            "num_pairs": 0 <= self.num_pairs <= 50,
+            "term stds": min(self.first_order_std, self.pair_std, self.dense_std) >= 0,
+            "dense_topic_share": 0 <= self.dense_topic_share <= 1,
+            "positive_rate": 0 < self.positive_rate < 1,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid synthetic config value(s): {', '.join(bad)} ({self})")
+
+    def cardinalities(self) -> tuple[int, ...]:
+        """Distinct values per feature C1..C26."""
+        floor = self.min_cardinality
+        return tuple(card if card <= floor else max(floor, round(card * self.scale))
+                     for card in KAGGLE_CARDINALITIES)

@@ -1,0 +1,231 @@
+"""``python -m training dlrm``: train a DLRM with a compressed embedding and write a run directory.
+
+Example::
+
+    python -m training dlrm --data data/synth --embedding robe --compression 1000 --config kaggle \\
+        --out runs/robe --epochs 1 --eval-every 500
+
+Under ``torchrun --nproc-per-node N python -m training dlrm ...`` the global ``--batch-size`` is split over
+N data-parallel processes (gloo on CPU, nccl on GPU). User mistakes exit with status 2 and one line
+``error: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from kernels.reference import InvalidIdError
+from training import budget as sizing
+from training import checkpoint as ckpt
+from training.dlrm import DLRM, DLRMConfig, Preset
+from training.embeddings import CompressedEmbedding, Method, TableEmbedding
+from training.factory import EmbeddingSpec, build_embedding, full_bytes
+from training.signatures import SetKind
+from training.trainer import Split, TrainConfig, Trainer
+
+logger = logging.getLogger(__name__)
+
+
+class UsageError(ValueError):
+    """A command-line mistake, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m training dlrm", description="Train a DLRM with a compressed embedding.")
+    add = parser.add_argument
+    add("--data", type=Path, required=True, help="shard directory or raw Criteo/Avazu file")
+    add("--embedding", required=True, choices=[m.value for m in Method])
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--memory", help="embedding budget, e.g. 2MB, 512KiB")
+    budget.add_argument("--compression", type=float, help="budget = full-table embedding bytes / X")
+    add("--config", default=Preset.TINY.value, choices=[p.value for p in Preset])
+    add("--out", type=Path, required=True, help="run directory (checkpoint.pt, metrics.json)")
+    length = parser.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=int)
+    length.add_argument("--epochs", type=float, default=1.0)
+    add("--batch-size", type=int, default=2048, help="global batch size")
+    add("--eval-every", type=int, default=0, help="steps between validation evaluations (0: at the end)")
+    add("--eval-every-epoch", action="store_true", help="evaluate once per epoch (overrides --eval-every)")
+    add("--eval-rows", type=int, help="validation rows of periodic evaluations (final: all)")
+    add("--restore-best", action="store_true", help="end with the weights of the best validation AUC")
+    add("--target-auc", type=float, help="stop when the validation AUC reaches this")
+    add("--block-size", type=int, help="Z for robe/lma (default: d, one block per lookup)")
+    add("--seed", type=int, default=0)
+    add("--lr-embedding", type=float, default=0.05, help="Adagrad learning rate of the embedding")
+    add("--lr-dense", type=float, default=1e-3, help="Adam learning rate of the MLPs")
+    add("--init-scale", type=float, default=0.05, help="embedding weights start in U(-s, s)")
+    add("--min-count", type=int, default=1, help="full tables: rarer values share one OOV row")
+    add("--lma-sets", default=SetKind.ROWS.value, choices=[k.value for k in SetKind])
+    add("--signature-fraction", type=float, default=0.5, help="LMA: share of the budget for signatures")
+    add("--signature-rows", type=int, default=500_000, help="LMA: rows sampled for signatures")
+    add("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add("--threads", type=int, help="torch CPU threads")
+    add("--cache-dir", type=Path, help="where raw data files are preprocessed into shards")
+    add("--resume", action="store_true", help="continue from OUT/checkpoint.pt when it exists")
+    add("--log-level", default="INFO")
+    return parser
+
+
+def _device(name: str) -> torch.device:
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda but no CUDA device is available")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _init_distributed(device: torch.device) -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def load_splits(data: Path, cache_dir: Path | None) -> tuple[Split, Split, Split, dict[str, Any]]:
+    """Train, validation and test splits plus the checkpoint's data section."""
+    from training.data.shards import prepare
+
+    shards = prepare(data, cache_dir=cache_dir)
+    splits = []
+    for name in ("train", "val", "test"):
+        split = shards.split(name)
+        splits.append(Split(split.dense, split.categorical, split.labels))
+    meta = dict(shards.meta)
+    info = {"path": str(data), "meta": meta, "dense_transform": meta.get("dense_transform"),
+            "rows": {"train": len(splits[0]), "val": len(splits[1]), "test": len(splits[2])}}
+    return splits[0], splits[1], splits[2], info
+
+
+def _model_bytes(model: DLRM, embedding: CompressedEmbedding) -> int:
+    embedding_params = {id(p) for p in embedding.parameters()}
+    dense = sum(p.numel() * p.element_size() for p in model.parameters() if id(p) not in embedding_params)
+    return dense + embedding.parameter_bytes()
+
+
+def _spec(args: argparse.Namespace) -> EmbeddingSpec:
+    return EmbeddingSpec(Method(args.embedding), args.block_size, args.seed, args.min_count, args.init_scale,
+                         signature_fraction=args.signature_fraction, signature_rows=args.signature_rows,
+                         signature_sets=SetKind(args.lma_sets))
+
+
+def build_model(args: argparse.Namespace, train: Split) -> tuple[DLRM, dict[str, Any], dict[str, Any]]:
+    """The DLRM sized from the arguments, its metrics facts and its checkpoint extras."""
+    spec = _spec(args)
+    num_dense, num_features = train.dense.shape[1], train.categorical.shape[1]
+    config = DLRMConfig.preset(args.config, num_dense, num_features)
+    reference = full_bytes(train.categorical, config.embedding_dim, args.min_count)
+    budget = None
+    if spec.method is not Method.FULL:
+        budget = sizing.resolve_budget(args.memory, args.compression, reference)
+    elif args.memory is not None or (args.compression not in (None, 1.0)):
+        raise UsageError("full tables are the 1x reference: give no budget (or --compression 1)")
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    embedding = build_embedding(spec, config.embedding_dim, train.categorical, budget, generator)
+    model = DLRM(config, embedding)
+    info = {
+        "method": spec.method.value,
+        "block_size": getattr(embedding.config, "block_size", None),
+        "compression": reference / embedding.parameter_bytes(),
+        "embedding_bytes": embedding.parameter_bytes(),
+        "parameter_bytes": _model_bytes(model, embedding),
+        "full_embedding_bytes": reference,
+        "budget_bytes": budget,
+        "config": asdict(config),
+        "embedding_config": asdict(embedding.config),
+    }
+    extra = {"spec": asdict(spec), "budget_bytes": budget, "full_embedding_bytes": reference, "info": info}
+    return model, info, extra
+
+
+def _train_config(args: argparse.Namespace, train_rows: int) -> TrainConfig:
+    eval_every = max(1, train_rows // args.batch_size) if args.eval_every_epoch else args.eval_every
+    return TrainConfig(batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
+                       eval_every=eval_every, eval_rows=args.eval_rows, target_auc=args.target_auc,
+                       lr_embedding=args.lr_embedding, lr_dense=args.lr_dense, seed=args.seed,
+                       restore_best=args.restore_best)
+
+
+def _use_sparse_gradients(model: DLRM, device: torch.device) -> None:
+    """Sparse table gradients, except under several nccl processes (nccl has no sparse all-reduce)."""
+    embedding = model.compressed_embedding
+    if isinstance(embedding, TableEmbedding):
+        embedding.sparse_grad = device.type == "cpu" or int(os.environ.get("WORLD_SIZE", "1")) == 1
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Mistakes found before any data is read."""
+    dim = DLRMConfig.preset(args.config, 0, 1).embedding_dim
+    if args.block_size is not None and (args.block_size < 1 or dim % args.block_size):
+        raise UsageError(f"--block-size {args.block_size} must divide the {args.config} embedding dim {dim}")
+    if args.embedding != Method.FULL.value and args.memory is None and args.compression is None \
+            and not (args.resume and (args.out / ckpt.CHECKPOINT_NAME).exists()):
+        raise UsageError(f"--embedding {args.embedding} needs --memory SIZE or --compression X")
+    if args.memory is not None:
+        sizing.parse_size(args.memory)
+    if not args.data.exists():
+        raise UsageError(f"data path {args.data} does not exist")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Train (or resume) one run; returns its final metrics."""
+    check_args(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = _device(args.device)
+    _init_distributed(device)
+    train, val, test, data = load_splits(args.data, args.cache_dir)
+    config = _train_config(args, len(train))
+    resume_from = args.out / ckpt.CHECKPOINT_NAME
+    if args.resume and resume_from.exists():
+        state = ckpt.load_checkpoint(resume_from)
+        model = ckpt.model_from_checkpoint(state).train()
+        _use_sparse_gradients(model, device)
+        extra = {k: state["train"][k] for k in ("spec", "budget_bytes", "full_embedding_bytes", "info")}
+        trainer = Trainer(model, train, val, config, args.out, device, extra["info"], data, extra, test)
+        trainer.resume(state)
+    else:
+        model, info, extra = build_model(args, train)
+        _use_sparse_gradients(model, device)
+        trainer = Trainer(model, train, val, config, args.out, device, info, data, extra, test)
+    logger.info("%s: %s embedding of %s (%.1fx smaller than full tables), model %s", args.out,
+                trainer.info["method"], sizing.format_size(trainer.info["embedding_bytes"]),
+                trainer.info["compression"], sizing.format_size(trainer.info["parameter_bytes"]))
+    return trainer.fit()
+
+
+def main(argv: list[str]) -> int:
+    """CLI entry (``training.__main__`` dispatches ``dlrm`` here)."""
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        metrics = run(args)
+    except (UsageError, sizing.BudgetError, ckpt.CheckpointError, InvalidIdError, FileNotFoundError,
+            ValueError) as error:
+        logger.debug("user error", exc_info=True)
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    if metrics.get("auc") is not None and not np.isnan(metrics["auc"]):
+        logger.info("%s: auc %.5f logloss %.5f, %.0f samples/s", args.out, metrics["auc"], metrics["logloss"],
+                    metrics["samples_per_s"])
+    return 0

@@ -1,0 +1,156 @@
+"""Build an embedding from a method, a memory budget and the training ids; rebuild one from a checkpoint.
+
+Sizing (every byte counted by ``parameter_bytes()`` fits the budget):
+
+- full: the whole vocabulary (values seen ``min_count`` times), no budget (it IS the 1x reference).
+- hash: ``(budget - hash coefficients - row counts) / (4 d)`` rows, shared by ``budget.hash_table_rows``.
+- robe: ``m = (budget - hash coefficients) / 4`` floats.
+- lma: ``signature_fraction`` of the budget holds the signatures of the most frequent values (16 bytes each:
+  key + signature), the rest is ``M``. Values without a signature hash like ROBE.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from training import budget as sizing
+from training.embeddings import (
+    CompressedEmbedding,
+    FullConfig,
+    FullEmbedding,
+    HashConfig,
+    HashEmbedding,
+    LmaConfig,
+    LmaEmbedding,
+    Method,
+    RobeConfig,
+    RobeEmbedding,
+    Signatures,
+    build_vocabulary,
+)
+from training.signatures import SetKind, learn_signatures
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What to build, before the budget and the data fix the sizes.
+
+    Args:
+        method: full, hash, robe or lma.
+        block_size: Z for robe and lma (None: Z = d, one contiguous read per lookup).
+        seed: hash seed (and LMA's sampling seed).
+        min_count: full tables' vocabulary threshold (also the reference for ``--compression``).
+        init_scale: weights start uniform in [-init_scale, init_scale].
+        keys_per_block: LMA's k.
+        signature_fraction: LMA's share of the budget for signatures.
+        signature_rows: rows sampled to learn LMA signatures.
+        signature_sets: LMA's set of each value (``training.signatures.SetKind``).
+    """
+
+    method: Method
+    block_size: int | None = None
+    seed: int = 0
+    min_count: int = 1
+    init_scale: float = 0.05
+    keys_per_block: int = 8
+    signature_fraction: float = 0.5
+    signature_rows: int = 500_000
+    signature_sets: SetKind = SetKind.ROWS
+
+    def __post_init__(self) -> None:
+        if self.block_size is not None and self.block_size < 1:
+            raise ValueError(f"block size must be >= 1, got {self.block_size}")
+        if not 0 <= self.signature_fraction < 1:
+            raise ValueError(f"signature_fraction must be in [0, 1), got {self.signature_fraction}")
+        if self.signature_rows < 1:
+            raise ValueError(f"signature_rows must be >= 1, got {self.signature_rows}")
+
+
+def full_bytes(categorical: np.ndarray, embedding_dim: int, min_count: int = 1) -> int:
+    """``FullEmbedding.parameter_bytes()`` for these training ids, without building the table."""
+    keys, _ = build_vocabulary(categorical, min_count)
+    return sizing.full_table_bytes(len(keys), categorical.shape[1], embedding_dim)
+
+
+def build_embedding(
+    spec: EmbeddingSpec, embedding_dim: int, categorical: np.ndarray, budget_bytes: int | None,
+    generator: torch.Generator | None = None,
+) -> CompressedEmbedding:
+    """The embedding of ``spec.method`` sized to ``budget_bytes`` (ignored, and must be None, for full).
+
+    Raises:
+        sizing.BudgetError: the budget cannot hold the embedding.
+        ValueError: an invalid shape (e.g. Z not dividing d).
+    """
+    num_features = categorical.shape[1]
+    block_size = embedding_dim if spec.block_size is None else spec.block_size
+    if spec.method is Method.FULL:
+        if budget_bytes is not None:
+            raise sizing.BudgetError("full tables take the whole vocabulary: give no budget")
+        full = FullConfig(num_features, embedding_dim, spec.init_scale, spec.min_count)
+        return FullEmbedding.from_data(full, categorical, generator)
+    if budget_bytes is None:
+        raise sizing.BudgetError(f"{spec.method.value} needs --memory or --compression")
+    if spec.method in (Method.ROBE, Method.LMA) and embedding_dim % block_size:
+        raise ValueError(f"block size Z={block_size} must divide embedding_dim d={embedding_dim}")
+    fixed = sizing.hash_param_bytes(num_features)
+    if spec.method is Method.HASH:
+        cardinalities = [len(np.unique(categorical[:, f])) for f in range(num_features)]
+        row_bytes = embedding_dim * sizing.FLOAT_BYTES
+        total_rows = (budget_bytes - fixed - num_features * sizing.INT64_BYTES) // row_bytes
+        rows = sizing.hash_table_rows(cardinalities, max(total_rows, 0))
+        hashed = HashConfig(num_features, embedding_dim, spec.init_scale, rows, spec.seed)
+        return HashEmbedding(hashed, generator)
+    if spec.method is Method.ROBE:
+        m = sizing.memory_floats(budget_bytes, fixed, block_size)
+        robe = RobeConfig(num_features, embedding_dim, spec.init_scale, m, block_size, spec.seed)
+        return RobeEmbedding(robe, generator)
+    return _build_lma(spec, embedding_dim, block_size, categorical, budget_bytes, generator)
+
+
+def _build_lma(spec: EmbeddingSpec, embedding_dim: int, block_size: int, categorical: np.ndarray,
+               budget_bytes: int, generator: torch.Generator | None) -> LmaEmbedding:
+    num_features = categorical.shape[1]
+    fixed = sizing.hash_param_bytes(num_features) + (num_features + 1) * sizing.INT64_BYTES
+    sizing.memory_floats(budget_bytes, fixed, block_size)  # raises when not even one block fits
+    max_values = int(spec.signature_fraction * (budget_bytes - fixed)) // (2 * sizing.INT64_BYTES)
+    signatures = learn_signatures(categorical, max_values, spec.signature_rows, spec.seed, spec.seed,
+                                  spec.signature_sets)
+    m = sizing.memory_floats(budget_bytes, fixed + 2 * sizing.INT64_BYTES * len(signatures.keys), block_size)
+    config = LmaConfig(num_features, embedding_dim, spec.init_scale, m, block_size, spec.seed,
+                       spec.keys_per_block, spec.seed)
+    return LmaEmbedding(config, signatures, generator)
+
+
+def embedding_state(module: CompressedEmbedding) -> dict[str, Any]:
+    """The checkpoint's ``embedding`` section (see ``training.checkpoint``)."""
+    params = module.hash_params()
+    return {
+        "method": module.method.value,
+        "config": asdict(module.config),
+        "hash": params.to_dict() if params is not None else None,
+        "arrays": module.export_arrays(),
+    }
+
+
+def embedding_from_state(state: dict[str, Any]) -> CompressedEmbedding:
+    """Rebuild a module (with freshly initialised weights: load the state dict next) from its section."""
+    method = Method(state["method"])
+    config = dict(state["config"])
+    arrays = state["arrays"]
+    if method is Method.FULL:
+        return FullEmbedding(FullConfig(**config), arrays["keys"], arrays["offsets"])
+    if method is Method.HASH:
+        config["rows"] = tuple(config["rows"])
+        return HashEmbedding(HashConfig(**config))
+    if method is Method.ROBE:
+        return RobeEmbedding(RobeConfig(**config))
+    signatures = Signatures(arrays["keys"], arrays["offsets"], arrays["signatures"])
+    return LmaEmbedding(LmaConfig(**config), signatures)

@@ -1,0 +1,149 @@
+"""``python -m training noble --data DIR --out DIR ...``: train a NObLe ensemble on UJIIndoorLoc.
+
+Writes ``DIR/checkpoint.pt`` (layout in ``training.noble_train``) and ``DIR/metrics.json``: the standard
+validation file's metrics with the top-k decode at the top level (``mean_error_m``, ``median_error_m``,
+``p75_error_m``, ``p95_error_m``, ``building_hit``, ``floor_hit``, ``evaal_error_m``), the same under
+``decodes`` for both decodes, ``parameter_bytes``, ``train_seconds`` and the configuration. With
+``--holdout-users`` the listed training users are left out of training and their rows are scored too
+(``holdout``): new people and phones, the model-selection split.
+
+``--demo`` trains a quick model (1 member, 15 epochs unless given) on ``--data`` or, without it, on
+``../shared/data/ujiindoorloc`` beside the repository, or, when that is absent too, on a small synthetic
+UJIIndoorLoc-format set written into the run directory (logged as a warning).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from training.checkpoint import write_metrics
+from training.noble import Decode, NobleLocalizer
+from training.noble_data import UjiSplit, load_splits, user_holdout, write_synthetic_uji
+from training.noble_metrics import evaluate
+from training.noble_train import NobleTrainConfig, predict, save_noble, train_noble
+
+logger = logging.getLogger(__name__)
+
+VERIFY_ROWS = 256  # validation rows kept in the checkpoint so an export can be verified without the data
+DEMO_MEMBERS = 1
+DEMO_EPOCHS = 15
+SHARED_UJI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ujiindoorloc"
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(x) for x in text.split(",") if x)
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x)
+
+
+class UsageError(ValueError):
+    """A command-line mistake, reported as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    defaults = NobleTrainConfig()
+    parser = _Parser(prog="python -m training noble", description="Train a NObLe ensemble on UJIIndoorLoc.")
+    add = parser.add_argument
+    add("--data", type=Path, help="UJIIndoorLoc folder (trainingData.csv[.gz]); required unless --demo")
+    add("--demo", action="store_true", help="quick demo model (see the module docstring)")
+    add("--out", type=Path, required=True, help="run directory to write")
+    add("--cell-sizes", type=_floats, default=defaults.cell_sizes, help="metres, finest first, e.g. 2,4,8")
+    add("--members", type=int, help=f"ensemble size (default {defaults.members}, demo {DEMO_MEMBERS})")
+    add("--epochs", type=int, help=f"epochs per member (default {defaults.epochs}, demo {DEMO_EPOCHS})")
+    add("--batch-size", type=int, default=defaults.batch_size)
+    add("--lr", type=float, default=defaults.lr)
+    add("--weight-decay", type=float, default=defaults.weight_decay)
+    add("--offset-db", type=float, default=defaults.offset_db, help="RSSI offset augmentation (dB)")
+    add("--drop-prob", type=float, default=defaults.drop_prob, help="access point dropping augmentation")
+    add("--hidden", type=_ints, default=defaults.hidden, help="hidden widths, e.g. 512,512")
+    add("--dropout", type=float, default=defaults.dropout)
+    add("--top-k", type=int, default=defaults.top_k)
+    add("--seed", type=int, default=defaults.seed)
+    add("--holdout-users", type=_ints, default=(), help="training users to hold out, e.g. 1,11")
+    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return parser
+
+
+def scores(model: NobleLocalizer, split: UjiSplit) -> dict[str, dict[str, float]]:
+    """Metrics of both decodes on ``split``."""
+    return {d.value: evaluate(predict(model, split.rssi, d), split.truth()).to_dict() for d in Decode}
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    if args.data is not None:
+        return Path(args.data)
+    if not args.demo:
+        raise UsageError("--data is required (or --demo)")
+    if SHARED_UJI.is_dir():
+        return SHARED_UJI
+    logger.warning("%s not found: the demo model is trained on synthetic fingerprints", SHARED_UJI)
+    return write_synthetic_uji(Path(args.out) / "synthetic-data", seed=args.seed)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    defaults = NobleTrainConfig()
+    members = args.members if args.members is not None else DEMO_MEMBERS if args.demo else defaults.members
+    epochs = args.epochs if args.epochs is not None else DEMO_EPOCHS if args.demo else defaults.epochs
+    config = NobleTrainConfig(
+        cell_sizes=args.cell_sizes, members=members, epochs=epochs, batch_size=args.batch_size,
+        lr=args.lr, weight_decay=args.weight_decay, offset_db=args.offset_db, drop_prob=args.drop_prob,
+        hidden=args.hidden, dropout=args.dropout, top_k=args.top_k, seed=args.seed)
+    args.data = _data_dir(args)
+    train, validation = load_splits(args.data)
+    holdout = None
+    if args.holdout_users:
+        train, holdout = user_holdout(train, args.holdout_users)
+    started = time.perf_counter()
+    model = train_noble(train, config)
+    seconds = time.perf_counter() - started
+    decodes = scores(model, validation)
+    metrics: dict[str, Any] = {
+        **decodes[Decode.TOPK.value], "decodes": decodes, "method": "noble", "dataset": "ujiindoorloc",
+        "parameter_bytes": sum(p.numel() * p.element_size() for p in model.state_dict().values()),
+        "train_seconds": round(seconds, 1), "train_rows": len(train), "config": asdict(config)}
+    if holdout is not None:
+        metrics["holdout"] = {"users": list(args.holdout_users), "rows": len(holdout),
+                              **scores(model, holdout)}
+    data = {"path": str(args.data.resolve()), "dataset": "ujiindoorloc",
+            "rows": {"train": len(train), "validation": len(validation)},
+            "verify_rssi": validation.rssi[:VERIFY_ROWS].copy()}
+    save_noble(args.out, model, data, metrics, config)
+    write_metrics(args.out, metrics)
+    return metrics
+
+
+def main(argv: list[str]) -> int:
+    """CLI entry (``training.__main__`` dispatches ``noble`` here)."""
+    try:
+        args = build_parser().parse_args(argv)
+        logging.basicConfig(level=args.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        if args.threads is not None:
+            if args.threads < 1:
+                raise UsageError(f"--threads must be >= 1, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        metrics = run(args)
+    except (ValueError, OSError) as error:
+        logger.debug("user error", exc_info=True)
+        sys.stderr.write(f"error: {error}\n")
+        return 2
+    logger.info("validation (top-k decode): mean %.2f m, median %.2f m, building %.4f, floor %.4f -> %s",
+                metrics["mean_error_m"], metrics["median_error_m"], metrics["building_hit"],
+                metrics["floor_hit"], args.out)
+    return 0
