@@ -3,7 +3,7 @@
 1. synthetic Criteo-like data (``python -m training.data synth-criteo``), preprocessed into shards once;
 2. four small DLRMs on the same data and architecture, only the embedding differs: ``dlrm-full``,
    ``dlrm-hash``, ``dlrm-robe``, ``dlrm-lma`` (``python -m training dlrm``);
-3. ``noble-wifi`` (``python -m training noble``) when the NObLe trainer is installed;
+3. ``noble-wifi`` (``python -m training noble --demo``) when the NObLe trainer and exporter exist;
 4. every run exported and verified into the repository (``export.exporter.export_run``).
 
 Each step is a documented CLI run as a subprocess (its own progress bar shows); finished steps are
@@ -96,7 +96,8 @@ def _train_dlrm(config: DemoConfig, shards: Path, method: str) -> Path:
 
 
 def noble_available() -> bool:
-    return importlib.util.find_spec("training.noble_cli") is not None
+    """The NObLe trainer and its exporter (``export.noble``) are both installed."""
+    return all(importlib.util.find_spec(m) is not None for m in ("training.noble_cli", "export.noble"))
 
 
 def _train_noble(config: DemoConfig) -> Path:
@@ -121,7 +122,7 @@ def build(config: DemoConfig) -> list[Path]:
     """Run every step; return the published version directories."""
     steps = ["data", *DLRM_METHODS] + (["noble-wifi"] if noble_available() else [])
     if not noble_available():
-        logger.warning("training.noble_cli not found: noble-wifi is skipped")
+        logger.warning("training.noble_cli or export.noble not found: noble-wifi is skipped")
     published = []
     with tqdm(total=len(steps) * 2 - 1, desc="demo models", unit="step") as progress:
         shards = _data(config)

@@ -19,7 +19,8 @@ Index maps built on ``h``:
   (sorted); a value found at global position ``p`` maps to row ``p + f``; an unknown value to the feature's
   OOV row ``offsets[f+1] + f``. One concatenated table of ``K + F`` rows.
 - LMA: each value has a 64-bit signature of 16 4-bit minhash keys (key ``t`` in bits ``4t .. 4t+3``).
-  Block ``c`` of the embedding concatenates ``k`` (default 8) of those keys, chosen by a hash of ``c``::
+  Block ``c`` of the embedding concatenates ``k`` (default 8, at most 15) of those keys, chosen by a hash of
+  ``c``::
 
       first(c) = ((48271 * c + 11) mod P) mod 16
       step(c)  = 2 * (((16807 * c + 7) mod P) mod 8) + 1            (odd, so the k keys are distinct)
@@ -50,6 +51,7 @@ LO_MASK = (1 << LO_BITS) - 1
 NUM_SIGNATURE_KEYS = 16
 SIGNATURE_KEY_BITS = 4
 DEFAULT_KEYS_PER_BLOCK = 8
+MAX_KEYS_PER_BLOCK = 15  # 4 * 15 = 60 bits: every block code stays a valid id (< 2^62)
 SELECT_FIRST_MUL, SELECT_FIRST_ADD = 48271, 11
 SELECT_STEP_MUL, SELECT_STEP_ADD = 16807, 7
 
@@ -148,20 +150,21 @@ def hash_ids(ids: npt.ArrayLike, block: npt.ArrayLike, params: HashParams) -> In
 
 
 def hash_blocks(ids: npt.ArrayLike, num_blocks: int, params: HashParams) -> IntArray:
-    """h(f, c, v) for every block c < num_blocks: int64 [..., F, num_blocks].
-
-    ``ids`` may itself carry a trailing block axis ([..., F, num_blocks], as LMA's per-block codes do).
-    """
+    """h(f, c, v) for every block c < num_blocks: int64 [..., F, num_blocks] for ids [..., F]."""
     v = check_ids(ids)
-    blocks = np.arange(num_blocks, dtype=np.int64)
-    if v.ndim >= 2 and v.shape[-2:] == (params.num_features, num_blocks):
-        per_block = v
-    elif v.ndim >= 1 and v.shape[-1] == params.num_features:
-        per_block = v[..., None]
-    else:
+    if v.ndim == 0 or v.shape[-1] != params.num_features:
         raise ValueError(f"ids must end with the feature axis of length {params.num_features}, got {v.shape}")
+    return hash_codes(np.repeat(v[..., None], num_blocks, axis=-1), params)
+
+
+def hash_codes(codes: npt.ArrayLike, params: HashParams) -> IntArray:
+    """h(f, c, codes[..., f, c]): one id per (feature, block), as LMA's codes. int64 [..., F, blocks]."""
+    v = check_ids(codes)
+    if v.ndim < 2 or v.shape[-2] != params.num_features:
+        raise ValueError(f"codes must have shape [..., {params.num_features}, num_blocks], got {v.shape}")
+    blocks = np.arange(v.shape[-1], dtype=np.int64)
     a1, a2, b, c = (arr[:, None] for arr in (params.a1, params.a2, params.b, params.c))
-    return _hash(per_block, blocks, a1, a2, b, c)
+    return _hash(v, blocks, a1, a2, b, c)
 
 
 def _hash(v: IntArray, block: IntArray, a1: IntArray, a2: IntArray, b: IntArray, c: IntArray) -> IntArray:
@@ -190,7 +193,9 @@ def robe_indices(ids: npt.ArrayLike, params: HashParams, m: int, dim: int, block
     return (starts[..., :, None] + within).reshape(*starts.shape[:-1], dim)
 
 
-def robe_lookup(ids: npt.ArrayLike, memory: FloatArray, params: HashParams, dim: int, block_size: int) -> FloatArray:
+def robe_lookup(
+    ids: npt.ArrayLike, memory: FloatArray, params: HashParams, dim: int, block_size: int
+) -> FloatArray:
     """The ROBE-Z embedding: float32 [..., F, d]."""
     idx = robe_indices(ids, params, len(memory), dim, block_size)
     return np.asarray(memory, dtype=np.float32)[idx]
@@ -214,7 +219,9 @@ def vocab_lookup(ids: npt.ArrayLike, keys: npt.ArrayLike, offsets: npt.ArrayLike
         lo, hi = int(o[f]), int(o[f + 1])
         col = v[..., f]
         pos = np.searchsorted(k[lo:hi], col)
-        found = (pos < hi - lo) & (k[lo:hi][np.minimum(pos, max(hi - lo - 1, 0))] == col) if hi > lo else False
+        found = np.zeros(col.shape, dtype=bool)
+        if hi > lo:
+            found = (pos < hi - lo) & (k[lo:hi][np.minimum(pos, hi - lo - 1)] == col)
         out[..., f] = np.where(found, lo + pos + f, hi + f)
     return out
 
@@ -228,8 +235,8 @@ def _check_offsets(offsets: npt.ArrayLike, num_features: int, num_keys: int) -> 
 
 def lma_key_selection(num_blocks: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK) -> IntArray:
     """sel(c, t): which signature key feeds position t of block c's code, int64 [num_blocks, k]."""
-    if not 1 <= keys_per_block <= NUM_SIGNATURE_KEYS:
-        raise ValueError(f"keys_per_block must be in [1, {NUM_SIGNATURE_KEYS}], got {keys_per_block}")
+    if not 1 <= keys_per_block <= MAX_KEYS_PER_BLOCK:
+        raise ValueError(f"keys_per_block must be in [1, {MAX_KEYS_PER_BLOCK}], got {keys_per_block}")
     c = np.arange(num_blocks, dtype=np.int64)[:, None]
     t = np.arange(keys_per_block, dtype=np.int64)[None, :]
     first = ((SELECT_FIRST_MUL * c + SELECT_FIRST_ADD) % P) % NUM_SIGNATURE_KEYS
@@ -276,7 +283,9 @@ def lma_signatures_for(
     return np.where(known, learned, unknown_signatures(v, params))
 
 
-def lma_codes(signatures: npt.ArrayLike, num_blocks: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK) -> IntArray:
+def lma_codes(
+    signatures: npt.ArrayLike, num_blocks: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK
+) -> IntArray:
     """Block codes from signatures: int64 [..., num_blocks], each < 2^(4k)."""
     keys = signature_keys(signatures)  # (..., 16)
     sel = lma_key_selection(num_blocks, keys_per_block)  # (blocks, k)
@@ -293,7 +302,7 @@ def lma_offsets(
     _check_block(m, dim, block_size)
     num_blocks = dim // block_size
     codes = lma_codes(signatures, num_blocks, keys_per_block)  # (..., F, blocks)
-    return hash_blocks(codes, num_blocks, params) % (m - block_size + 1)
+    return hash_codes(codes, params) % (m - block_size + 1)
 
 
 def lma_indices(

@@ -120,8 +120,9 @@ class Service:
         c = self.config
         command = [
             sys.executable, "-m", "service", "--repository", str(self.root), "--host", "127.0.0.1",
-            "--port", str(self.port), "--intra-op-threads", str(c.threads), "--max-batch-size", str(c.max_batch_size),
-            "--max-queue-delay-us", str(c.max_queue_delay_us), "--poll-interval-s", "0", "--log-level", "WARNING",
+            "--port", str(self.port), "--intra-op-threads", str(c.threads),
+            "--max-batch-size", str(c.max_batch_size), "--max-queue-delay-us", str(c.max_queue_delay_us),
+            "--poll-interval-s", "0", "--log-level", "WARNING",
         ]  # fmt: skip
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         started = time.monotonic()

@@ -5,7 +5,7 @@ shape cannot take the others with it::
 
     python -m loadtest.gpu_bench build                         # compile the ROBE CUDA kernel (torch_ext)
     python -m loadtest.gpu_bench run --shape terabyte          # writes OUT/gpu_bench_terabyte.json
-    python -m loadtest.gpu_bench report                        # merges OUT/gpu_bench.json, prints ratios
+    python -m loadtest.gpu_report                              # merges OUT/gpu_bench.json, prints ratios
 
 Variants of one architecture (``training.dlrm`` presets): ``full`` (one concatenated table read with
 ``F.embedding``), ``robe`` (the project's CUDA kernel via ``kernels.torch_ext``) and ``robe-torch`` (the
@@ -33,7 +33,8 @@ from typing import Any, cast
 
 import torch
 
-from loadtest.report import rate, ratio, size, table, write_json
+from loadtest.gpu_report import RESULT_PREFIX
+from loadtest.report import write_json
 from loadtest.shapes import Shape, get_shape
 from loadtest.timing import Sample, TimingConfig, alternate
 from loadtest.torch_models import IdDistribution, RobeArray, Variant, build_model, input_count, make_inputs
@@ -43,8 +44,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_BATCHES = (512, 1024, 2048, 4096, 8192, 16384)
 STAGES = ("end_to_end", "embedding")
-RESULT_PREFIX = "gpu_bench_"
-MERGED = "gpu_bench.json"
 
 
 @dataclass(frozen=True)
@@ -264,60 +263,9 @@ def _config_dict(config: RunConfig) -> dict[str, Any]:
     return data
 
 
-def merge(out_dir: Path) -> dict[str, Any]:
-    """Every shape's results in out_dir, merged into out_dir/gpu_bench.json (engine.json's run format)."""
-    shapes = [json.loads(p.read_text()) for p in sorted(out_dir.glob(f"{RESULT_PREFIX}*.json"))]
-    provider = "pytorch-cuda"
-    runs = []
-    for result in shapes:
-        provider = f"pytorch-{result['config']['device']}"
-        for record in result["runs"]:
-            runs.append({"provider": provider, "device": result["hardware"]["device"], **record})
-    merged = {"provider": provider, "shapes": shapes, "runs": runs}
-    write_json(out_dir / MERGED, merged)
-    return merged
-
-
-def ratio_table(merged: dict[str, Any]) -> str:
-    """The headline: samples/s of each variant and its ratio to full tables, per shape, ids and batch."""
-    lines = []
-    for result in merged["shapes"]:
-        hw, shape, kernel = result["hardware"], result["shape"], result["kernel"]
-        card = (f"{hw['device']} ({size(hw['memory_bytes'])}, CUDA {hw['cuda']}, torch {hw['torch']})"
-                if hw.get("cuda") else f"CPU {hw['device']} ({hw['cpu_count']} cores, torch {hw['torch']})")
-        kernel_note = (f"CUDA kernel via {kernel['backend']}, equal to PyTorch ops: "
-                       f"{kernel.get('matches_pytorch_ops')}" if kernel["available"] else
-                       f"NO CUDA KERNEL ({kernel['reason']}): ROBE measured as PyTorch ops only")
-        lines.append(f"{shape['name']}: {card}; rows at {100 * shape['rows_scale']:.1f}% of the published "
-                     f"cardinalities ({shape['total_rows']:,} rows, {size(shape['table_bytes'])} of tables), "
-                     f"ROBE array {size(shape['robe_bytes'])}; {kernel_note}")
-        lines += [f"  skipped: {s}" for s in result["skipped"]] + [f"  error: {e}" for e in result["errors"]]
-    lines += ["", "ROBE-Z vs full tables, samples/s (medians of alternating rounds; random weights)",
-              table(["shape", "ids", "batch", "full", "robe", "robe/full", "robe-torch", "robe-torch/full",
-                     "embedding robe/full"], _ratio_rows(merged["runs"]))]
-    return "\n".join(lines)
-
-
-def _ratio_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
-    index = {(r["shape"], r["ids"], r["batch"], r["stage"], r["method"]): r for r in runs}
-    rows = []
-    for key in dict.fromkeys((r["shape"], r["ids"], r["batch"]) for r in runs):
-        end_to_end = {m: index.get((*key, "end_to_end", m)) for m in ("full", "robe", "robe-torch")}
-        embedding = index.get((*key, "embedding", "robe")) or index.get((*key, "embedding", "robe-torch"))
-        cells = [str(k) for k in key]
-        cells.append(rate(end_to_end["full"]["samples_per_s"]) if end_to_end["full"] else "-")
-        for method in ("robe", "robe-torch"):
-            record = end_to_end[method]
-            measured = [rate(record["samples_per_s"]), ratio(record["ratio_robe_vs_full"])] if record else []
-            cells += measured or ["-", "-"]
-        cells.append(ratio(embedding["ratio_robe_vs_full"]) if embedding else "-")
-        rows.append(cells)
-    return rows
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m loadtest.gpu_bench", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["build", "run", "report"])
+    parser.add_argument("command", choices=["build", "run"])
     parser.add_argument("--shape", default="terabyte", help="kaggle, terabyte or tiny (run)")
     parser.add_argument("--batches", default=",".join(map(str, DEFAULT_BATCHES)), help="comma-separated")
     parser.add_argument("--ids", default="zipf,uniform", help="id distributions: zipf, uniform")
@@ -352,15 +300,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ops, note = load_kernel(replace(config_from_args(args), use_kernel=True))
             print(json.dumps(note))  # noqa: T201 - the CLI's output
             return 0 if ops is not None else 1
-        if args.command == "run":
-            result = run(config_from_args(args), args.out)
-            return 0 if result["runs"] else 1
-        merged = merge(args.out)
+        result = run(config_from_args(args), args.out)
     except (ValueError, OSError, RuntimeError) as exc:
         sys.stderr.write(f"error: {_first_line(exc)}\n")
         return 2
-    print(ratio_table(merged))  # noqa: T201 - the CLI's output: the ratio table comes last
-    return 0 if merged["runs"] else 1
+    return 0 if result["runs"] else 1
 
 
 if __name__ == "__main__":

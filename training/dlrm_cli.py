@@ -31,7 +31,7 @@ from training.dlrm import DLRM, DLRMConfig, Preset
 from training.embeddings import CompressedEmbedding, Method, TableEmbedding
 from training.factory import EmbeddingSpec, build_embedding, full_bytes
 from training.signatures import SetKind
-from training.trainer import Split, TrainConfig, Trainer
+from training.trainer import DeviceSplit, Split, TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -191,6 +191,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = _device(args.device)
     _init_distributed(device)
     train, val, test, data = load_splits(args.data, args.cache_dir)
+    splits: tuple[Split | DeviceSplit, ...] = (train, val, test)
+    if device.type == "cuda":  # a few hundred MB for millions of rows: batches then never leave the GPU
+        splits = tuple(split.preload(device) for split in splits)
     config = _train_config(args, len(train))
     resume_from = args.out / ckpt.CHECKPOINT_NAME
     if args.resume and resume_from.exists():
@@ -198,12 +201,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         model = ckpt.model_from_checkpoint(state).train()
         _use_sparse_gradients(model, device)
         extra = {k: state["train"][k] for k in ("spec", "budget_bytes", "full_embedding_bytes", "info")}
-        trainer = Trainer(model, train, val, config, args.out, device, extra["info"], data, extra, test)
+        trainer = Trainer(model, splits[0], splits[1], config, args.out, device, extra["info"], data, extra,
+                          splits[2])
         trainer.resume(state)
     else:
         model, info, extra = build_model(args, train)
         _use_sparse_gradients(model, device)
-        trainer = Trainer(model, train, val, config, args.out, device, info, data, extra, test)
+        trainer = Trainer(model, splits[0], splits[1], config, args.out, device, info, data, extra, splits[2])
     logger.info("%s: %s embedding of %s (%.1fx smaller than full tables), model %s", args.out,
                 trainer.info["method"], sizing.format_size(trainer.info["embedding_bytes"]),
                 trainer.info["compression"], sizing.format_size(trainer.info["parameter_bytes"]))

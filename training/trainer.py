@@ -102,6 +102,28 @@ class Split:
         labels = torch.from_numpy(np.asarray(self.labels[rows], dtype=np.float32))
         return dense.to(device), categorical.to(device), labels.to(device)
 
+    def preload(self, device: torch.device) -> DeviceSplit:
+        """The whole split as tensors on ``device`` (GPU training: batches never leave the device)."""
+        return DeviceSplit(torch.as_tensor(np.asarray(self.dense, dtype=np.float32), device=device),
+                           torch.as_tensor(np.asarray(self.categorical, dtype=np.int64), device=device),
+                           torch.as_tensor(np.asarray(self.labels, dtype=np.float32), device=device))
+
+
+@dataclass(frozen=True)
+class DeviceSplit:
+    """A split held as device tensors: dense [N, D], categorical [N, F] int64, labels [N] float."""
+
+    dense: torch.Tensor
+    categorical: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+        index = torch.from_numpy(np.sort(rows)).to(self.labels.device)
+        return self.dense[index], self.categorical[index], self.labels[index]
+
 
 @dataclass
 class Progress:
@@ -147,19 +169,20 @@ def make_optimizers(model: DLRM, config: TrainConfig) -> list[torch.optim.Optimi
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, device: torch.device, batch_size: int,
+def evaluate(model: nn.Module, split: Split | DeviceSplit, device: torch.device, batch_size: int,
              max_rows: int | None = None) -> dict[str, float]:
     """Validation AUC and log loss over the first ``max_rows`` rows (all when None)."""
     was_training = model.training
     model.eval()
     n = len(split) if max_rows is None else min(len(split), max_rows)
-    logits = []
+    logits, targets = [], []
     for start in range(0, n, batch_size):
-        dense, categorical, _ = split.batch(np.arange(start, min(n, start + batch_size)), device)
+        dense, categorical, labels = split.batch(np.arange(start, min(n, start + batch_size)), device)
         logits.append(model(dense, categorical).float().cpu())
+        targets.append(labels.cpu())
     model.train(was_training)
     scores = torch.cat(logits).numpy() if logits else np.zeros(0, np.float32)
-    labels = np.asarray(split.labels[:n], dtype=np.float64)
+    labels = torch.cat(targets).double().numpy() if targets else np.zeros(0)
     probabilities = 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
     return {"auc": roc_auc(labels, scores), "logloss": log_loss(labels, probabilities), "rows": n}
 
@@ -179,9 +202,9 @@ class Trainer:
         test: held-out split scored once at the end (``test_auc``, ``test_logloss``), never for decisions.
     """
 
-    def __init__(self, model: DLRM, train: Split, val: Split, config: TrainConfig, run_dir: Path,
-                 device: torch.device, info: dict[str, Any], data: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, test: Split | None = None) -> None:
+    def __init__(self, model: DLRM, train: Split | DeviceSplit, val: Split | DeviceSplit, config: TrainConfig,
+                 run_dir: Path, device: torch.device, info: dict[str, Any], data: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None, test: Split | DeviceSplit | None = None) -> None:
         self.model = model.to(device)
         self.train_split, self.val_split = train, val
         self.config, self.run_dir, self.device, self.info = config, run_dir, device, info

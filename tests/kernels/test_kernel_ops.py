@@ -45,14 +45,7 @@ def _vocabulary(rng: np.random.Generator, ids: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _reference(fn: Any, ids: np.ndarray, *args: Any) -> np.ndarray:
-    """fn(ids, *args) for ids [B, F]; ids with B == F get a spare row, since reference.hash_blocks reads
-    ids [F, num_blocks] as per-block codes when num_blocks == F too (reported to the lead)."""
-    batch, features = ids.shape
-    if batch != features:
-        return np.asarray(fn(ids, *args))
-    return np.asarray(
-        fn(np.concatenate([ids, ids[:1] if batch else np.zeros((1, features), np.int64)]), *args)
-    )[:batch]
+    return np.asarray(fn(ids, *args))
 
 
 def _golden_cases(golden: dict[str, Any], kind: str) -> list[dict[str, Any]]:

