@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 # robeserve inference image: onnxruntime-gpu + the ai.robe custom-op library built with CUDA.
 #
-#   docker build -t robeserve .                            # models mounted at /models at run time
-#   docker build -t robeserve:baked --build-arg MODELS=baked .   # copies ./models into the image
-#   docker run --gpus all -p 8000:8000 -v "$PWD/models:/models:ro" robeserve
+#   docker build -t robeserve:0.1.0 .                                      # models mounted at run time
+#   docker run --gpus all -p 8000:8000 -v "$PWD/models:/models:ro" robeserve:0.1.0
+#   docker build -t robeserve:0.1.0-models --build-arg MODELS=baked .       # ./models copied in
+# (docs/deploy.md has compose and Kubernetes.)
 #
 # Stages: `builder` compiles the library (nvcc from pinned pip wheels, ORT headers as DESIGN.md
 # section 4 says), `runtime` holds Python, onnxruntime-gpu with its CUDA/cuDNN pip extras and the

@@ -51,12 +51,11 @@ class _Body:
         self._count += 1
         return f"{self.prefix}{hint}_{self._count}"
 
-    def __call__(self, op_type: str, *inputs: str, outputs: int = 1, **attrs: Any) -> str:
-        names = [self.fresh(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
-        return names[0]
+    def __call__(self, op_type: str, *inputs: str, **attrs: Any) -> str:
+        return self.multi(op_type, inputs, 1, **attrs)[0]
 
     def multi(self, op_type: str, inputs: Sequence[str], outputs: int, **attrs: Any) -> list[str]:
+        """A node with ``outputs`` outputs; returns their names."""
         names = [self.fresh(op_type.lower()) for _ in range(outputs)]
         self.nodes.append(helper.make_node(op_type, list(inputs), names, name=names[0], **attrs))
         return names

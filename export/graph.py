@@ -1,4 +1,4 @@
-"""Post-processing of exported ONNX graphs: fallback functions, inlining, probes, saving.
+"""Post-processing of exported ONNX graphs: fallback functions, inlining, node counts, lookup probes.
 
 Everything here works on a ModelProto whose big initializers may still live in an external file
 (``onnx.load(..., load_external_data=False)``), so a model above the 2 GB protobuf limit is never
@@ -172,11 +172,3 @@ def _backward_slice(nodes: Iterable[NodeProto], target: str) -> list[NodeProto]:
                     wanted.update(i for sub in attr.g.node for i in sub.input)
     return list(reversed(keep))
 
-
-def save(model: ModelProto, path: Path, external: bool) -> None:
-    """Write ``model`` to ``path``; with ``external`` every initializer above 1 KiB goes to ``path``.data."""
-    if external:
-        onnx.save_model(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=path.name + ".data", size_threshold=1024)
-    else:
-        onnx.save_model(model, str(path))

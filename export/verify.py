@@ -49,6 +49,7 @@ class VerifyReport:
         rows: held-out rows compared.
         lookup_ids: ids whose lookup indices were compared bit for bit with kernels/reference.
         paths: the onnxruntime paths run ("kernel" with the ai.robe library, "function" without).
+        atol: the tolerance each output was held to.
     """
 
     sha256: str
@@ -56,10 +57,11 @@ class VerifyReport:
     rows: int = 0
     lookup_ids: int = 0
     paths: list[str] = field(default_factory=list)
+    atol: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {"max_abs_diff": self.max_abs_diff, "rows": self.rows, "lookup_ids": self.lookup_ids,
-                "paths": self.paths, "atol": PROBABILITY_ATOL}
+                "paths": self.paths, "atol": self.atol}
 
 
 def session(model: str | bytes, with_kernels: bool, threads: int = 1) -> ort.InferenceSession:
@@ -116,6 +118,7 @@ def verify_model_dir(model_dir: Path) -> VerifyReport:
         diff = _compare_outputs(sess, inputs, expected, tolerances, path)
         report.max_abs_diff = max(report.max_abs_diff, diff)
     report.rows = len(next(iter(inputs.values())))
+    report.atol = tolerances
     report.paths = paths
     if card.get("embedding") and "probe/ids" in arrays:
         report.lookup_ids = _check_lookup(model_dir, card, arrays["probe/ids"], paths)

@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             instances=args.instances, source=Source(args.source), max_batch_size=args.max_batch_size,
             max_queue_delay_us=args.max_queue_delay_us, threads=args.threads, csv_dir=args.csv_dir,
         )  # fmt: skip
-        command = "python -m loadtest.compare " + shlex.join(sys.argv[1:] if argv is None else argv)
+        command = shlex.join(["python", "-m", "loadtest.compare", *(sys.argv[1:] if argv is None else argv)])
         result = run(config, args.out, command)
     except (ValueError, OSError, BenchmarkError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -296,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.merge_gpu:
             engine_report.merge_gpu(args.merge_gpu, args.out)
             return 0
-        command = "python -m loadtest.engine " + shlex.join(sys.argv[1:] if argv is None else argv)
+        command = shlex.join(["python", "-m", "loadtest.engine", *(sys.argv[1:] if argv is None else argv)])
         result = run(config_from_args(args), args.out, command)
     except (ValueError, OSError, BenchmarkError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -188,7 +188,7 @@ def _cpu_section(
         f"Machine: {c.get('cpu')}, {c.get('cores')} cores ({', '.join(c.get('isa', []))}), onnxruntime "
         f"{c.get('onnxruntime')}, {c.get('threads_per_session')} intra-op thread(s) per session, spinning "
         f"off, weights paged in before timing; load average at start {c.get('load_average_at_start')}, "
-        f"nice {c.get('nice')}. Tables: {size(shape.get('table_bytes', 0))} full, "
+        f"nice {c.get('nice')}. Tables: {shape.get('table_bytes', 0) / 1e9:.2f} GB full, "
         f"{size(shape.get('robe_bytes', 0))} for each compressed method.",
         "",
         "### Findings",
@@ -221,7 +221,7 @@ def _cpu_section(
 
 
 def _gpu_section(provider: str, runs: list[dict[str, Any]], source: dict[str, Any]) -> list[str]:
-    from loadtest.gpu_bench import ratio_table
+    from loadtest.gpu_report import ratio_table
 
     lines = [
         f"## {provider}: PyTorch DLRM on the GPU",
@@ -248,33 +248,8 @@ def plot(data: dict[str, Any], out_dir: Path) -> None:
     cpu = [r for r in data["runs"] if r["provider"].startswith("onnxruntime")]
     if cpu:
         fig, axes = plt.subplots(1, 3, figsize=(16, 4.6))
-        _lines(
-            axes[0],
-            {m: _select(cpu, method=m, precision="fp32", stage="end_to_end") for m in _methods(cpu)},
-            "samples_per_s",
-            "End to end, fp32",
-            "samples/s",
-            log_y=True,
-        )
-        groups = {
-            "end to end, fp32": {"precision": "fp32", "stage": "end_to_end"},
-            "end to end, int8 MLPs": {"precision": "int8", "stage": "end_to_end"},
-            "embedding stage": {"stage": "embedding"},
-        }
-        _lines(
-            axes[1],
-            {label: _select(cpu, method="robe", **match) for label, match in groups.items()},
-            "ratio_robe_vs_full",
-            "ROBE speed-up",
-            "ROBE / full samples/s",
-        )
         memory = [m for m in data.get("memory", []) if m["precision"] == "fp32" and m["rss_bytes"]]
-        if memory:
-            bars = axes[2].bar([m["method"] for m in memory], [m["rss_bytes"] / 2**20 for m in memory])
-            axes[2].bar_label(bars, fmt="%.0f")
-            axes[2].set(yscale="log", ylabel="MiB", title="Resident memory, weights paged in")
-        else:
-            axes[2].axis("off")
+        _plot_cpu(axes, cpu, memory)
         fig.tight_layout()
         fig.savefig(out_dir / PNG_FILE, dpi=110)
         plt.close(fig)
@@ -283,14 +258,39 @@ def plot(data: dict[str, Any], out_dir: Path) -> None:
         fig, axis = plt.subplots(figsize=(7, 4.6))
         keys = sorted({(r["shape"], r["ids"], r["method"]) for r in gpu if r["method"] != "full"})
         series = {" ".join(k): _select(gpu, shape=k[0], ids=k[1], method=k[2]) for k in keys}
-        _lines(axis, series, "ratio_robe_vs_full", "GPU: ROBE-Z vs full tables", "samples/s over full")
+        _lines(axis, series, "ratio_robe_vs_full", "GPU: ROBE-Z vs full tables", "samples/s over full",
+               ratio=True)  # fmt: skip
         fig.tight_layout()
         fig.savefig(out_dir / GPU_PNG_FILE, dpi=110)
         plt.close(fig)
 
 
+def _plot_cpu(axes: Any, cpu: list[dict[str, Any]], memory: list[dict[str, Any]]) -> None:
+    """Samples/s per method, ROBE's ratios (fp32, int8, embedding stage), resident memory per method."""
+    throughput = {m: _select(cpu, method=m, precision="fp32", stage="end_to_end") for m in _methods(cpu)}
+    _lines(axes[0], throughput, "samples_per_s", "End to end, fp32", "samples/s", log_y=True)
+    groups = {"end to end, fp32": {"precision": "fp32", "stage": "end_to_end"},
+              "end to end, int8 MLPs": {"precision": "int8", "stage": "end_to_end"},
+              "embedding stage": {"stage": "embedding"}}  # fmt: skip
+    ratios = {label: _select(cpu, method="robe", **match) for label, match in groups.items()}
+    _lines(axes[1], ratios, "ratio_robe_vs_full", "ROBE speed-up", "ROBE / full samples/s", log_y=True,
+           ratio=True)  # fmt: skip
+    if memory:
+        bars = axes[2].bar([m["method"] for m in memory], [m["rss_bytes"] / 2**20 for m in memory])
+        axes[2].bar_label(bars, fmt="%.0f")
+        axes[2].set(yscale="log", ylabel="MiB", title="Resident memory, weights paged in")
+    else:
+        axes[2].axis("off")
+
+
 def _lines(
-    axis: Any, series: dict[str, list[dict[str, Any]]], key: str, title: str, ylabel: str, log_y: bool = False
+    axis: Any,
+    series: dict[str, list[dict[str, Any]]],
+    key: str,
+    title: str,
+    ylabel: str,
+    log_y: bool = False,
+    ratio: bool = False,
 ) -> None:
     """One line per series over the batch size (log axis); a ratio plot gets the 1.0x line."""
     plotted = False
@@ -305,7 +305,7 @@ def _lines(
     axis.set_xscale("log")
     if log_y:
         axis.set_yscale("log")
-    else:
+    if ratio:
         axis.axhline(1.0, color="grey", lw=0.8)
     axis.legend(fontsize=8)
 

@@ -6,14 +6,15 @@
 # Needs: PyTorch with CUDA, nvcc (for the ROBE kernel; without it ROBE runs as PyTorch ops, labelled so).
 # No network, nothing installed, nothing large written to disk: the tables are created on the GPU.
 # Steps, each in its own process and time limit, so one failure keeps the other results:
-#   1. build the ROBE CUDA kernel (kernels.torch_ext: PyTorch extension, else ctypes)
+#   1. build the ROBE CUDA kernel (kernels.torch_ext: PyTorch extension, else ctypes; GPU_BENCH_BACKEND=ctypes
+#      skips the extension, whose compile takes a minute on a fresh machine)
 #   2. terabyte shape (96 GB of tables on an H200; rows scaled to fit an H100, and the report says so)
 #   3. kaggle shape (2.16 GB of tables)
 #   4. report: merges the JSON files and prints the ratio table last
 # Typical run: 2-3 minutes (less when the kernel is already built in build/torch_ext); worst case, every
 # step hitting its limit, 6.5 minutes (build 150 s + ctypes 90 s + terabyte 150 s + kaggle 100 s).
 # Overrides: GPU_BENCH_SHAPES="terabyte kaggle", GPU_BENCH_BATCHES=512,1024,2048,4096,8192,16384,
-# GPU_BENCH_IDS=zipf,uniform, PYTHON=python3; GPU_BENCH_EXTRA="--device cpu --dry-run" checks the
+# GPU_BENCH_IDS=zipf,uniform, GPU_BENCH_BACKEND=auto, PYTHON=python3; GPU_BENCH_EXTRA="--device cpu --dry-run" checks the
 # script itself on a machine without a GPU (tests/loadtest).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
@@ -23,6 +24,7 @@ OUT_DIR="${OUT:-build/gpu_bench}"
 SHAPES="${GPU_BENCH_SHAPES:-terabyte kaggle}"
 BATCHES="${GPU_BENCH_BATCHES:-512,1024,2048,4096,8192,16384}"
 IDS="${GPU_BENCH_IDS:-zipf,uniform}"
+BACKEND="${GPU_BENCH_BACKEND:-auto}"
 read -r -a EXTRA <<< "${GPU_BENCH_EXTRA:-}"
 export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
 mkdir -p "${OUT_DIR}"
@@ -40,8 +42,8 @@ BENCH=("${PYTHON}" -m loadtest.gpu_bench)
 
   echo "== 1/4 build the ROBE CUDA kernel"
   KERNEL_FLAG=(--no-kernel)
-  if timeout -k 10 150 "${BENCH[@]}" build --out "${OUT_DIR}" "${EXTRA[@]}"; then
-    KERNEL_FLAG=()
+  if timeout -k 10 150 "${BENCH[@]}" build --backend "${BACKEND}" --out "${OUT_DIR}" "${EXTRA[@]}"; then
+    KERNEL_FLAG=(--backend "${BACKEND}")
   elif timeout -k 10 90 "${BENCH[@]}" build --backend ctypes --out "${OUT_DIR}" "${EXTRA[@]}"; then
     KERNEL_FLAG=(--backend ctypes)
   else
@@ -60,5 +62,5 @@ BENCH=("${PYTHON}" -m loadtest.gpu_bench)
   done
 
   echo "== 4/4 report (${OUT_DIR}/gpu_bench.json)"
-  "${BENCH[@]}" report --out "${OUT_DIR}"
+  "${PYTHON}" -m loadtest.gpu_report --out "${OUT_DIR}"
 } 2>&1 | tee "${LOG}"

@@ -72,7 +72,7 @@ def _ratio_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.gpu_report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m loadtest.gpu_report", description="merge and print")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or "build/gpu_bench"),
                         help="results directory (default: $OUT, else build/gpu_bench)")
     args = parser.parse_args(argv)

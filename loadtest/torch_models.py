@@ -2,9 +2,9 @@
 
 - ``FullTables``: every feature's table in ONE concatenated [sum(rows), d] tensor, read with
   ``F.embedding`` (the ids given are row numbers: the full model gets its vocabulary lookup for free).
-- ``RobeKernel``: ROBE-Z through the project's CUDA kernel (``kernels.torch_ext``).
-- ``RobeTorch``: ROBE-Z in plain PyTorch ops (``training.hashing`` + ``index_select``), the fallback when
-  the kernel extension is missing, and a reference point beside it.
+- ``RobeArray`` with ``kernel_lookup``: ROBE-Z through the project's CUDA kernel (``kernels.torch_ext``).
+- ``RobeArray`` with ``torch_lookup``: ROBE-Z in plain PyTorch ops (``training.hashing`` +
+  ``index_select``), the fallback when the kernel is missing, and a reference point beside it.
 
 Weights are random (throughput does not depend on their values) and created on the target device, so a
 96 GB table is never written to host memory or disk.

@@ -31,7 +31,7 @@ from training.dlrm import DLRM, DLRMConfig, Preset
 from training.embeddings import CompressedEmbedding, Method, TableEmbedding
 from training.factory import EmbeddingSpec, build_embedding, full_bytes
 from training.signatures import SetKind
-from training.trainer import DeviceSplit, Split, TrainConfig, Trainer
+from training.trainer import AnySplit, Split, TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -124,9 +124,11 @@ def _spec(args: argparse.Namespace) -> EmbeddingSpec:
                          signature_sets=SetKind(args.lma_sets))
 
 
-def build_model(args: argparse.Namespace, train: Split) -> tuple[DLRM, dict[str, Any], dict[str, Any]]:
+def build_model(args: argparse.Namespace, train: Split,
+                data: dict[str, Any] | None = None) -> tuple[DLRM, dict[str, Any], dict[str, Any]]:
     """The DLRM sized from the arguments, its metrics facts and its checkpoint extras."""
     spec = _spec(args)
+    data = data or {}
     num_dense, num_features = train.dense.shape[1], train.categorical.shape[1]
     config = DLRMConfig.preset(args.config, num_dense, num_features)
     reference = full_bytes(train.categorical, config.embedding_dim, args.min_count)
@@ -149,6 +151,8 @@ def build_model(args: argparse.Namespace, train: Split) -> tuple[DLRM, dict[str,
         "budget_bytes": budget,
         "config": asdict(config),
         "embedding_config": asdict(embedding.config),
+        "dataset": data.get("meta", {}).get("dataset"),
+        "rows": data.get("rows"),
     }
     extra = {"spec": asdict(spec), "budget_bytes": budget, "full_embedding_bytes": reference, "info": info}
     return model, info, extra
@@ -191,9 +195,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = _device(args.device)
     _init_distributed(device)
     train, val, test, data = load_splits(args.data, args.cache_dir)
-    splits: tuple[Split | DeviceSplit, ...] = (train, val, test)
+    splits: tuple[AnySplit, ...] = (train, val, test)
     if device.type == "cuda":  # a few hundred MB for millions of rows: batches then never leave the GPU
-        splits = tuple(split.preload(device) for split in splits)
+        splits = tuple(split.preload(device) for split in (train, val, test))
     config = _train_config(args, len(train))
     resume_from = args.out / ckpt.CHECKPOINT_NAME
     if args.resume and resume_from.exists():
@@ -205,7 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                           splits[2])
         trainer.resume(state)
     else:
-        model, info, extra = build_model(args, train)
+        model, info, extra = build_model(args, train, data)
         _use_sparse_gradients(model, device)
         trainer = Trainer(model, splits[0], splits[1], config, args.out, device, info, data, extra, splits[2])
     logger.info("%s: %s embedding of %s (%.1fx smaller than full tables), model %s", args.out,

@@ -376,7 +376,8 @@ class LmaEmbedding(RobeEmbedding):
     def block_offsets(self, ids: torch.Tensor) -> torch.Tensor:
         """``reference.lma_offsets`` of the ids' signatures: int64 [B, F, d/Z]."""
         hashing.check_ids(ids)
-        keys = hashing.lma_keys(ids, self.keys, self.offsets, self.signatures, self.coefficients)  # (B, F, 16)
+        keys = hashing.lma_keys(ids, self.keys, self.offsets, self.signatures, self.coefficients)
+        # keys: (B, F, 16)
         codes = hashing.lma_codes(keys, self.selection)  # (B, F, d/Z)
         hashes = hashing.hash_codes(codes, self.coefficients)
         return hashing.block_starts(hashes, self.config.memory_size, self.config.block_size)

@@ -105,8 +105,8 @@ def vocab_lookup(ids: torch.Tensor, keys: torch.Tensor, offsets: torch.Tensor) -
 
 def pack_signature(keys: torch.Tensor) -> torch.Tensor:
     """Pack 4-bit keys [..., 16] into int64 signatures [...] (key 15 may set the sign bit)."""
-    shifts = torch.arange(ref.NUM_SIGNATURE_KEYS, dtype=torch.int64, device=keys.device) * ref.SIGNATURE_KEY_BITS
-    # disjoint 4-bit fields: the sum sets exactly the bits an OR would (no carries; key 15 wraps into the sign)
+    shifts = torch.arange(ref.NUM_SIGNATURE_KEYS, dtype=torch.int64, device=keys.device) * 4
+    # disjoint 4-bit fields: the sum sets the bits an OR would (no carries; key 15 wraps into the sign)
     return ((keys & 15) << shifts).sum(dim=-1)
 
 

@@ -1,4 +1,4 @@
-"""IMU trackers on simulated walks: a NObLe tracker (a GRU classifying the cell at every 0.5 s window)
+"""IMU trackers on simulated walks: a NObLe tracker (a GRU classifying the cell at every 1 s window)
 against a coordinate-regression GRU (same network, MSE on the position) and dead reckoning.
 
 Inputs per window, the same for both networks: the raw 50 Hz accelerometer and gyroscope samples of
@@ -6,10 +6,12 @@ the window (gravity removed from z), the PDR position and heading at the window'
 function of the IMU, see ``training.imu_pdr``), and, as conditioning, the known start position and
 heading and the floor. Positions enter as floor-centred metres / 50 plus a sinusoidal encoding at
 wavelengths 2-128 m, so a network can represent functions of place as fine as a corridor. The NObLe
-tracker's classes are 2 m cells of the walkable
-graph (``training.noble.CellGrid`` over points along every edge); it decodes the probability-weighted
-mean of the top-k cells of the walker's floor. Each batch holds walks of one floor, so only that floor's
-logits are computed.
+tracker's classes are 2 m cells of the walkable graph (``training.noble.CellGrid`` over points along
+every edge); it decodes the probability-weighted mean of the top-k cells of the walker's floor. Each
+batch holds walks of one floor, so only that floor's logits are computed.
+
+A first version without the PDR anchor (the networks had to integrate position from raw IMU alone)
+learned little within a CPU budget of minutes; both networks now refine PDR (``TrackerNet``).
 """
 
 from __future__ import annotations

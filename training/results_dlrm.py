@@ -18,9 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +30,13 @@ from typing import Any
 from tqdm import tqdm
 
 from training import dlrm_cli
+from training.data.shards import prepare
 from training.results_report import write_report
 
 logger = logging.getLogger(__name__)
 
 COMPRESSIONS = (16.0, 100.0, 1000.0)
-COOCCURRENCE = ("--lma-sets", "cooccurrence", "--signature-rows", "100000")  # 25 elements per occurrence
+COOCCURRENCE = ("--lma-sets", "cooccurrence", "--signature-rows", "50000")  # 25 elements per occurrence
 SYNTHETIC_ROWS = 2_000_000
 
 
@@ -78,23 +81,25 @@ class Variant:
 
 
 def variants(dim: int) -> list[Variant]:
-    """The grid: full (1x) and every compressed method at every compression."""
+    """The grid: full (1x) and every compressed method at every compression, the runs the targets need
+    first (ROBE at 1000x, then everything at 16x), so an interrupted grid has them."""
     grid = [Variant("full", "full", None)]
     for x in COMPRESSIONS:
         grid += [
-            Variant("hash", "hash", x),
-            Variant("robe Z=1", "robe", x, 1),
             Variant(f"robe Z={dim}", "robe", x, dim),
+            Variant("robe Z=1", "robe", x, 1),
+            Variant("hash", "hash", x),
             Variant("lma", "lma", x, 4),
             Variant("lma cooccurrence", "lma", x, 4, COOCCURRENCE),
         ]
-    return grid
+    first = [v for v in grid if v.method == "robe" and v.compression == COMPRESSIONS[-1]]
+    return [grid[0], *first, *(v for v in grid[1:] if v not in first)]
 
 
-def datasets(root: Path, shared: Path, only: set[str] | None) -> list[Dataset]:
+def datasets(synthetic: Path, shared: Path, only: set[str] | None) -> list[Dataset]:
     small = ("--eval-every-epoch", "--restore-best")  # early stopping: the samples overfit within epochs
     found = [
-        Dataset("synthetic", root / "data" / "results" / "synthetic.tsv", "kaggle", (0,), 1.0, 2048),
+        Dataset("synthetic", synthetic, "kaggle", (0,), 1.0, 2048),
         Dataset("criteo_15k", shared / "criteo" / "criteo_15k.tsv.gz", "tiny", (0, 1, 2), 4, 256, 16, small),
         Dataset("avazu_9k", shared / "avazu" / "avazu_9k.csv.gz", "tiny", (0, 1, 2), 4, 256, 16, small),
     ]
@@ -125,26 +130,56 @@ def run_argv(dataset: Dataset, variant: Variant, seed: int, run_dir: Path, cache
     return argv
 
 
-def run_grid(sets: list[Dataset], out: Path, cache: Path, device: str, train: bool) -> list[dict[str, Any]]:
-    """Train every missing run (when ``train``); returns every finished run's metrics with its labels."""
-    jobs = [(d, v, s) for d in sets for v in variants(d.dim) for s in d.seeds]
+def run_grid(sets: list[Dataset], out: Path, cache: Path, device: str, train: bool,
+             jobs: int = 1) -> list[dict[str, Any]]:
+    """Train every missing run (when ``train``; ``jobs`` > 1: that many 1-thread CLI processes at once)
+    and return every finished run's metrics with its labels."""
+    grid = [(d, v, s, out / d.name / f"{v.slug()}-seed{s}")
+            for d in sets for v in variants(d.dim) for s in d.seeds]
+    missing = [job for job in grid if train and not (job[3] / "metrics.json").exists()]
+    for dataset in {job[0] for job in missing}:
+        prepare(dataset.data, cache)  # once, before parallel runs would race to preprocess the same file
+    if jobs > 1:
+        with ThreadPoolExecutor(jobs) as pool:
+            list(tqdm(pool.map(lambda job: _run_process(job, cache, device), missing), total=len(missing),
+                      desc="results-dlrm"))
+    else:
+        for job in tqdm(missing, desc="results-dlrm"):
+            _run_in_process(job, cache, device)
     results = []
-    for dataset, variant, seed in tqdm(jobs, desc="results-dlrm", disable=not train):
-        run_dir = out / dataset.name / f"{variant.slug()}-seed{seed}"
-        argv = run_argv(dataset, variant, seed, run_dir, cache, device)
-        metrics_path = run_dir / "metrics.json"
-        if train and not metrics_path.exists():
-            logger.info("python -m training dlrm %s", " ".join(argv))
-            started = time.perf_counter()
-            if dlrm_cli.main(argv) != 0:
-                logger.error("run %s failed; continuing with the others", run_dir)
-                continue
-            logger.info("%s finished in %.0f s", run_dir, time.perf_counter() - started)
-        if metrics_path.exists():
+    for dataset, variant, seed, run_dir in grid:
+        if (run_dir / "metrics.json").exists():
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            argv = run_argv(dataset, variant, seed, run_dir, cache, metrics.get("device", device))
             results.append({"dataset": dataset.name, "label": variant.label, "seed": seed,
-                            "command": " ".join(["python -m training dlrm", *argv]),
-                            "metrics": json.loads(metrics_path.read_text())})
+                            "command": " ".join(["python -m training dlrm", *argv]), "metrics": metrics})
     return results
+
+
+Job = tuple[Dataset, Variant, int, Path]
+
+
+def _run_in_process(job: Job, cache: Path, device: str) -> None:
+    dataset, variant, seed, run_dir = job
+    argv = run_argv(dataset, variant, seed, run_dir, cache, device)
+    logger.info("python -m training dlrm %s", " ".join(argv))
+    started = time.perf_counter()
+    if dlrm_cli.main(argv) != 0:
+        logger.error("run %s failed; continuing with the others", run_dir)
+    else:
+        logger.info("%s finished in %.0f s", run_dir, time.perf_counter() - started)
+
+
+def _run_process(job: Job, cache: Path, device: str) -> None:
+    dataset, variant, seed, run_dir = job
+    argv = [*run_argv(dataset, variant, seed, run_dir, cache, device), "--threads", "1"]
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "training", "dlrm", *argv], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if done.returncode != 0:
+        logger.error("run %s failed: %s", run_dir, done.stderr.strip().splitlines()[-1:])
+    else:
+        logger.info("%s finished in %.0f s", run_dir, time.perf_counter() - started)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +190,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=Path, default=Path("runs/results"))
     parser.add_argument("--docs", type=Path, default=Path("docs/results"))
     parser.add_argument("--synthetic-rows", type=int, default=SYNTHETIC_ROWS)
+    parser.add_argument("--synthetic-file", type=Path, default=Path("data/results/synthetic.tsv"),
+                        help="generated here unless it exists")
     parser.add_argument("--device", default=dlrm_cli.build_parser().get_default("device"))
     parser.add_argument("--report-only", action="store_true", help="rewrite the docs from finished runs")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once, each a 1-thread process (CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sets = datasets(Path.cwd(), args.shared_data, set(args.only) if args.only else None)
+    sets = datasets(args.synthetic_file, args.shared_data, set(args.only) if args.only else None)
     missing = [str(d.data) for d in sets if d.name != "synthetic" and not d.data.exists()]
     if missing:
         sys.stderr.write(f"error: data not found: {', '.join(missing)} (see --shared-data)\n")
@@ -167,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in sets:
         if dataset.name == "synthetic" and not args.report_only:
             ensure_synthetic(dataset.data, args.synthetic_rows)
-    results = run_grid(sets, args.runs, args.runs / "cache", args.device, train=not args.report_only)
+    results = run_grid(sets, args.runs, args.runs / "cache", args.device, not args.report_only, args.jobs)
     write_report(results, args.docs)
     return 0
 

@@ -19,7 +19,7 @@ from training.budget import format_size
 logger = logging.getLogger(__name__)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-DATASET_TITLES = {"synthetic": "synthetic (synth-criteo defaults, 2M rows, kaggle config)",
+DATASET_TITLES = {"synthetic": "synthetic (synth-criteo defaults, kaggle config)",
                   "criteo_15k": "criteo_15k (real, tiny config, 3 seeds)",
                   "avazu_9k": "avazu_9k (real, tiny config, 3 seeds)"}
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import statistics
 import sys
@@ -42,7 +43,8 @@ def parse_variant(text: str, dim: int) -> tuple[str, EmbeddingSpec, float | None
     block = int(rest[0]) if rest and int(rest[0]) > 0 else None
     compression = float(rest[1]) if len(rest) > 1 else None
     spec = EmbeddingSpec(Method(method), block_size=block, signature_rows=100_000)
-    label = method if method == "full" else f"{method} Z={block or dim} {compression:g}x"
+    shape = "" if method == "hash" else f" Z={block or dim}"
+    label = method if method == "full" else f"{method}{shape} {compression:g}x"
     return label, spec, compression
 
 
@@ -92,7 +94,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     full = medians.get("full")
     return {
         "device": str(device), "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(), "config": args.config, "batch_size": args.batch_size,
+        "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "config": args.config, "batch_size": args.batch_size,
         "steps_per_round": args.steps, "rounds": args.rounds,
         "variants": [{"label": label, "samples_per_s": medians[label], "rounds": rates[label],
                       "ratio_vs_full": medians[label] / full if full else None} for label in medians],

@@ -168,8 +168,11 @@ def make_optimizers(model: DLRM, config: TrainConfig) -> list[torch.optim.Optimi
             torch.optim.Adam(dense, lr=config.lr_dense)]
 
 
+AnySplit = Split | DeviceSplit
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split | DeviceSplit, device: torch.device, batch_size: int,
+def evaluate(model: nn.Module, split: AnySplit, device: torch.device, batch_size: int,
              max_rows: int | None = None) -> dict[str, float]:
     """Validation AUC and log loss over the first ``max_rows`` rows (all when None)."""
     was_training = model.training
@@ -182,9 +185,9 @@ def evaluate(model: nn.Module, split: Split | DeviceSplit, device: torch.device,
         targets.append(labels.cpu())
     model.train(was_training)
     scores = torch.cat(logits).numpy() if logits else np.zeros(0, np.float32)
-    labels = torch.cat(targets).double().numpy() if targets else np.zeros(0)
+    truth = torch.cat(targets).double().numpy() if targets else np.zeros(0)
     probabilities = 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
-    return {"auc": roc_auc(labels, scores), "logloss": log_loss(labels, probabilities), "rows": n}
+    return {"auc": roc_auc(truth, scores), "logloss": log_loss(truth, probabilities), "rows": n}
 
 
 class Trainer:
@@ -202,9 +205,9 @@ class Trainer:
         test: held-out split scored once at the end (``test_auc``, ``test_logloss``), never for decisions.
     """
 
-    def __init__(self, model: DLRM, train: Split | DeviceSplit, val: Split | DeviceSplit, config: TrainConfig,
-                 run_dir: Path, device: torch.device, info: dict[str, Any], data: dict[str, Any] | None = None,
-                 extra: dict[str, Any] | None = None, test: Split | DeviceSplit | None = None) -> None:
+    def __init__(self, model: DLRM, train: AnySplit, val: AnySplit, config: TrainConfig, run_dir: Path,
+                 device: torch.device, info: dict[str, Any], data: dict[str, Any] | None = None,
+                 extra: dict[str, Any] | None = None, test: AnySplit | None = None) -> None:
         self.model = model.to(device)
         self.train_split, self.val_split = train, val
         self.config, self.run_dir, self.device, self.info = config, run_dir, device, info

@@ -12,7 +12,7 @@ import pytest
 from onnx import numpy_helper
 
 from kernels import reference as ref
-from loadtest import engine, engine_report, gpu_bench
+from loadtest import engine, engine_report, gpu_bench, gpu_report
 from loadtest.engine_models import Method, vocabulary
 from loadtest.sessions import make_session, model_files, page_in
 from loadtest.shapes import get_shape
@@ -98,7 +98,7 @@ def test_gpu_results_merge_beside_the_cpu_ones(tmp_path: Path) -> None:
     engine_report.write_json(tmp_path / "engine.json", {"runs": [cpu_run], "memory": [], "sources": {}})
     gpu_dir = tmp_path / "gpu"
     assert gpu_bench.main(["run", "--device", "cpu", "--dry-run", "--out", str(gpu_dir)]) == 0
-    assert gpu_bench.main(["report", "--out", str(gpu_dir)]) == 0
+    assert gpu_report.main(["--out", str(gpu_dir)]) == 0
     assert engine.main(["--merge-gpu", str(gpu_dir / "gpu_bench.json"), "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "engine.json").read_text())
     assert {r["provider"] for r in data["runs"]} == {"onnxruntime-cpu", "pytorch-cpu"}

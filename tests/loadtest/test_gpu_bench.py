@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from kernels import reference as ref
-from loadtest import gpu_bench
+from loadtest import gpu_bench, gpu_report
 from loadtest.shapes import get_shape
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +67,9 @@ def test_kernel_variant_is_timed_and_checked_against_pytorch_ops(tmp_path: Path,
     assert result["kernel"]["matches_pytorch_ops"] is True
     assert {r["method"] for r in result["runs"]} == {"full", "robe", "robe-torch"}
     assert ops.calls > 0
-    merged = gpu_bench.merge(tmp_path)
+    merged = gpu_report.merge(tmp_path)
     assert {r["provider"] for r in merged["runs"]} == {"pytorch-cpu"}
-    rows = gpu_bench._ratio_rows(merged["runs"])
+    rows = gpu_report._ratio_rows(merged["runs"])
     assert len(rows) == 2 and all(cell != "-" for cell in rows[0])
 
 

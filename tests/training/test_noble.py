@@ -67,6 +67,7 @@ def _fixed_localizer(cell_logits: list[float], top_k: int) -> NobleLocalizer:
     with torch.no_grad():
         for head, logits in ((net.cell_heads[0], cell_logits), (net.building_head, [5.0, 0.0, 0.0]),
                              (net.floor_head, [0.0, 5.0, 0.0, 0.0, 0.0])):
+            assert isinstance(head, torch.nn.Linear)
             head.weight.zero_()
             head.bias.copy_(torch.tensor(logits))
     return NobleLocalizer([net.eval()], [grid], origin=(100.0, 200.0)).eval()
@@ -132,7 +133,8 @@ def test_train_checkpoint_round_trip_and_learns(synthetic_dir: Path, tmp_path: P
     train, validation = load_splits(synthetic_dir)
     fit, held = user_holdout(train, (3,))
     assert set(held.user_id.tolist()) == {3} and 3 not in fit.user_id
-    config = NobleTrainConfig(cell_sizes=(4.0, 8.0), members=2, epochs=10, hidden=(64,), batch_size=32, lr=1e-2)
+    config = NobleTrainConfig(cell_sizes=(4.0, 8.0), members=2, epochs=10, hidden=(64,), batch_size=32,
+                              lr=1e-2)
     model = train_noble(train, config)
     metrics = evaluate(predict(model, validation.rssi, Decode.TOPK), validation.truth())
     assert metrics.building_hit > 0.95 and metrics.mean_error_m < 8.0  # 40 m floors: chance is ~20 m

@@ -165,3 +165,15 @@ def test_restore_best_keeps_the_best_validation_weights(tmp_path: Path) -> None:
 
     assert evaluate(restored, val, torch.device("cpu"), 512)["auc"] == pytest.approx(metrics["auc"], abs=1e-9)
     assert metrics["test_auc"] > 0.6
+
+
+def test_preloaded_splits_train_like_memmaps(tmp_path: Path) -> None:
+    train, val = planted_split(600, 0), planted_split(200, 1)
+    cpu = torch.device("cpu")
+    results = []
+    for preload in (False, True):
+        model = make_model(Method.ROBE, train, 3000)
+        splits = (train.preload(cpu), val.preload(cpu)) if preload else (train, val)
+        trainer = Trainer(model, *splits, TrainConfig(batch_size=60, steps=8), tmp_path / str(preload), cpu, {})
+        results.append(trainer.fit()["auc"])
+    assert results[0] == results[1]

@@ -1,0 +1,96 @@
+"""IMU simulator, dead reckoning and the trackers (shapes, physics sanity, error growth)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from training.imu_pdr import PdrConfig, dead_reckon, detect_steps
+from training.imu_sim import GRAVITY, FloorGraph, SimConfig, simulate, simulate_walk, smooth_path
+from training.imu_tracker import Tracker, TrackerConfig, TrackerHead, error_by_distance, make_walkset
+
+QUIET = SimConfig(accel_noise=0, gyro_noise=0, accel_bias=0, gyro_bias=0, gyro_bias_walk=0, duration_s=60)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _corridors(building_floor: int = 0) -> FloorGraph:
+    """An L-shaped corridor with reference points every 3 m plus a far room reached only by the MST."""
+    points = [(x, 0.0) for x in range(0, 60, 3)] + [(57.0, y) for y in range(3, 45, 3)] + [(20.0, 30.0)]
+    return FloorGraph.build(building_floor, np.array(points, dtype=np.float64), link_radius_m=4.0)
+
+
+def _connected(graph: FloorGraph) -> bool:
+    seen, stack = {0}, [0]
+    while stack:
+        for n in graph.neighbours[stack.pop()]:
+            if n not in seen:
+                seen.add(n)
+                stack.append(n)
+    return len(seen) == len(graph.nodes)
+
+
+def test_graph_links_neighbours_and_is_connected() -> None:
+    graph = _corridors()
+    assert _connected(graph)
+    first = int(np.flatnonzero((graph.nodes == [0.0, 0.0]).all(axis=1))[0])
+    assert len(graph.neighbours[first]) == 1  # only the node 3 m away is within 4 m
+    room = int(np.flatnonzero((graph.nodes == [20.0, 30.0]).all(axis=1))[0])
+    assert len(graph.neighbours[room]) == 1  # joined by the spanning tree alone
+
+
+def test_smoothed_path_stays_near_the_route() -> None:
+    route = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]])
+    path = smooth_path(route, 0.1, 0.5)
+    distance_to_route = np.minimum(np.abs(path[:, 1]) + np.maximum(path[:, 0] - 10, 0),
+                                   np.abs(path[:, 0] - 10) + np.maximum(-path[:, 1], 0))
+    assert distance_to_route.max() < 0.5
+
+
+def test_walk_signals_are_physical() -> None:
+    walk = simulate_walk(_corridors(), QUIET, np.random.default_rng(0))
+    samples = int(QUIET.duration_s * QUIET.rate_hz)
+    assert walk.accel.shape == walk.gyro.shape == (samples, 3) and walk.position.shape == (samples, 2)
+    assert np.all(np.diff(walk.distance) >= 0) and 0.9 * 60 < walk.distance[-1] < 1.7 * 60
+    assert abs(walk.accel[:, 2].mean() - GRAVITY) < 0.2
+    velocity = np.gradient(walk.position, axis=0)
+    moving = np.linalg.norm(velocity, axis=1) > 1e-3
+    along = np.cos(walk.heading) * velocity[:, 0] + np.sin(walk.heading) * velocity[:, 1]
+    assert np.mean(along[moving] / np.linalg.norm(velocity[moving], axis=1) > 0.9) > 0.95
+    integrated = walk.heading[0] + np.cumsum(walk.gyro[:, 2]) / QUIET.rate_hz  # sway averages out
+    assert np.abs(integrated - walk.heading).max() < 0.15
+
+
+def test_dead_reckoning_is_accurate_without_sensor_errors_and_drifts_with_bias() -> None:
+    graph = _corridors()
+    walk = simulate_walk(graph, QUIET, np.random.default_rng(1))
+    steps = detect_steps(walk.accel[:, 2], PdrConfig())
+    assert abs(len(steps) - walk.distance[-1] / 0.7) < 0.25 * walk.distance[-1] / 0.7
+    position, _ = dead_reckon(walk.accel, walk.gyro, walk.position[0], float(walk.heading[0]), PdrConfig())
+    quiet_error = np.linalg.norm(position[-1] - walk.position[-1])
+    assert quiet_error < 0.15 * walk.distance[-1]  # only the walker's unknown Weinberg K remains
+    drifted_gyro = walk.gyro + np.array([0.0, 0.0, 0.02])  # a 1.1 deg/s gyroscope bias
+    drifted, _ = dead_reckon(walk.accel, drifted_gyro, walk.position[0], float(walk.heading[0]), PdrConfig())
+    assert np.linalg.norm(drifted[-1] - walk.position[-1]) > quiet_error + 2.0
+
+
+def test_trackers_train_and_report_error_by_distance() -> None:
+    graphs = [_corridors(0), _corridors(6)]
+    config = SimConfig(duration_s=30)
+    walks = make_walkset(simulate(graphs, 12, config, seed=0), graphs, TrackerConfig(), PdrConfig())
+    assert walks.imu.shape == (12, 30, 300) and walks.position.shape == (12, 30, 2)
+    for head in TrackerHead:
+        tracker = Tracker(head, graphs, TrackerConfig(epochs=1, hidden=16, batch_size=4)).fit(walks)
+        predicted = tracker.predict(walks)
+        assert predicted.shape == walks.position.shape and np.isfinite(predicted).all()
+    errors = error_by_distance(walks.pdr, walks, (5.0, 20.0))
+    assert set(errors) == {"mean", "at_5m", "at_20m"} and errors["at_5m"] < errors["mean"] + 5
