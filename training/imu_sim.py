@@ -6,9 +6,9 @@ What the simulator assumes, plainly:
   nodes are linked when they lie within ``link_radius_m`` (8 m), and the minimum spanning tree of all
   pairwise distances is added so every floor is one connected graph (in building 1 some of those
   links are 10-30 m long and may cross rooms: the data holds no walls).
-- Trajectories. A walker starts at a random node facing its first edge and walks a random route
-  (never straight back unless at a dead end); the polyline is resampled every 0.1 m and smoothed with
-  a Gaussian of 0.5 m so corners are rounded. Truth = the smoothed path (within ~0.3 m of the graph).
+- Trajectories. A walker starts at a random node and walks the shortest path to a random destination
+  node, then to another, and so on; the polyline is resampled every 0.1 m and smoothed with a Gaussian
+  of 0.5 m so corners are rounded. Truth = the smoothed path (within ~0.3 m of the graph).
 - Gait. Per walker: step length ~ U(0.6, 0.8) m, cadence ~ U(1.6, 2.0) steps/s; per step 7% length
   and 5% duration jitter. Phone held flat in the hand, x axis along the walking direction, z up; the
   phone's orientation relative to the body is known (no attitude estimation problem is simulated).
@@ -24,6 +24,7 @@ What the simulator assumes, plainly:
 
 from __future__ import annotations
 
+import heapq
 import logging
 from dataclasses import dataclass
 
@@ -150,17 +151,40 @@ class Trajectory:
     distance: FloatArray
 
 
+def shortest_path(graph: FloorGraph, source: int, target: int) -> list[int]:
+    """Nodes of the shortest (Euclidean edge length) path from ``source`` to ``target`` (Dijkstra)."""
+    distance = {source: 0.0}
+    previous: dict[int, int] = {}
+    queue = [(0.0, source)]
+    while queue:
+        d, node = heapq.heappop(queue)
+        if node == target:
+            break
+        if d > distance[node]:
+            continue
+        for n in graph.neighbours[node]:
+            candidate = d + float(np.linalg.norm(graph.nodes[n] - graph.nodes[node]))
+            if candidate < distance.get(n, np.inf):
+                distance[n], previous[n] = candidate, node
+                heapq.heappush(queue, (candidate, n))
+    path = [target]
+    while path[-1] != source:
+        path.append(previous[path[-1]])
+    return path[::-1]
+
+
 def random_route(graph: FloorGraph, length_m: float, rng: np.random.Generator) -> FloatArray:
-    """Node positions [R, 2] of a random walk at least ``length_m`` long (no U-turn unless at a dead end)."""
-    current = int(rng.integers(len(graph.nodes)))
-    previous = -1
-    route, walked = [current], 0.0
+    """Node positions [R, 2] of a walk at least ``length_m`` long: from a random node, the shortest path
+    to a random destination, then to another, and so on (people walk somewhere, not at random)."""
+    route = [int(rng.integers(len(graph.nodes)))]
+    walked = 0.0
     while walked < length_m:
-        options = [n for n in graph.neighbours[current] if n != previous] or list(graph.neighbours[current])
-        nxt = int(rng.choice(options))
-        walked += float(np.linalg.norm(graph.nodes[nxt] - graph.nodes[current]))
-        previous, current = current, nxt
-        route.append(current)
+        target = int(rng.integers(len(graph.nodes)))
+        if target == route[-1]:
+            continue
+        leg = shortest_path(graph, route[-1], target)[1:]
+        walked += float(np.linalg.norm(np.diff(graph.nodes[[route[-1], *leg]], axis=0), axis=1).sum())
+        route += leg
     return graph.nodes[route]
 
 
