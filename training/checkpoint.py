@@ -21,14 +21,18 @@ arrays, so ``torch.load(..., weights_only=False)``)::
                "dense_transform": ...},            # the model takes dense values as the shards store them:
                                                    # log(1 + max(x, 0)), missing -> 0; serving must apply it
       "metrics": {...},                            # the latest evaluation (as metrics.json)
-      "train": {"config": asdict(TrainConfig), "spec": asdict(EmbeddingSpec), "step", "epoch",
-                "optimizers": [state_dict, ...], "budget_bytes", "full_embedding_bytes"},
+      "train": {"config": asdict(TrainConfig), "spec": asdict(EmbeddingSpec), "step", "train_seconds",
+                "samples", "optimizers": [Adagrad state, Adam state], "budget_bytes",
+                "full_embedding_bytes", "info": {...},  # the static part of metrics.json
+                "best": {"step", "auc", "state_dict"} or None},  # --restore-best only
     }
 
 ``RUN_DIR/metrics.json`` holds at least ``auc``, ``logloss``, ``parameter_bytes`` (whole model: MLP weights
 + everything the embedding serves with), ``embedding_bytes``, ``samples_per_s``, ``steps``, ``config``,
-``method``, ``compression`` (full-table embedding bytes / this embedding's bytes) and the history of
-evaluations. Both files are written atomically (temporary file, then rename).
+``method``, ``compression`` (full-table embedding bytes / this embedding's bytes), the history of
+evaluations and, when the data has a test split, ``test_auc`` and ``test_logloss``. With ``--restore-best``
+the checkpoint holds the best validation weights and metrics.json describes them (``best_step``). Both
+files are written atomically (temporary file, then rename).
 """
 
 from __future__ import annotations

@@ -77,6 +77,7 @@ def trajectories(graphs: list[FloorGraph], walks: WalkSet, tracks: dict[str, Flo
         bf = graph.building_floor
         ax.set_title(f"walk {k}: building {bf // 5} floor {bf % 5}, {walks.distance[k, -1]:.0f} m")
         ax.set_aspect("equal")
+        ax.set_xlabel("x (m, local frame)")
     np.atleast_1d(axes)[0].legend(fontsize=7)
     return _save(fig, path)
 

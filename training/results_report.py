@@ -119,12 +119,22 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(runs: list[dict[str, Any]], docs: Path) -> None:
+def throughput_table(report: dict[str, Any]) -> str:
+    lines = [f"### CPU training throughput ({report['config']} config, batch {report['batch_size']}, "
+             f"{report['threads']} threads on {report['cpu_count']} cores, median of {report['rounds']} "
+             "alternating rounds)", "", "| embedding | samples/s | vs full |", "|---|---|---|"]
+    lines += [f"| {v['label']} | {v['samples_per_s']:.0f} | {v['ratio_vs_full']:.2f}x |"
+              for v in report["variants"]]
+    return "\n".join([*lines, ""])
+
+
+def write_report(runs: list[dict[str, Any]], docs: Path, speed: dict[str, Any] | None = None) -> None:
     """Write dlrm.json, dlrm.md's generated section and the PNG into ``docs``."""
     docs.mkdir(parents=True, exist_ok=True)
     rows = [result_row(r) for r in runs]
     summary = summarize(rows)
-    (docs / "dlrm.json").write_text(json.dumps({"results": rows, "summary": summary}, indent=1) + "\n")
+    body = {"results": rows, "summary": summary, "throughput_cpu": speed}
+    (docs / "dlrm.json").write_text(json.dumps(body, indent=1) + "\n")
     plot(summary, docs / "dlrm_auc_vs_memory.png")
     page = docs / "dlrm.md"
     text = page.read_text() if page.exists() else f"# DLRM: AUC vs memory\n\n{BEGIN}\n{END}\n"
@@ -132,5 +142,6 @@ def write_report(runs: list[dict[str, Any]], docs: Path) -> None:
         text += f"\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    page.write_text(f"{head}{BEGIN}\n{markdown_tables(summary)}\n{END}{tail}")
+    tables = markdown_tables(summary) + ("\n" + throughput_table(speed) if speed else "")
+    page.write_text(f"{head}{BEGIN}\n{tables}\n{END}{tail}")
     logger.info("wrote %s, %s and the plot (%d runs)", docs / "dlrm.json", page, len(rows))

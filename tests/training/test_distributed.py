@@ -40,7 +40,8 @@ def write_shards(root: Path, rows: dict[str, int], seed: int = 0) -> Path:
         np.save(root / split / "dense.npy", dense)
         np.save(root / split / "categorical.npy", (categorical * 104729 + 2**33).astype(np.int64))
         np.save(root / split / "labels.npy", labels)
-    meta = {"version": SHARD_VERSION, "dataset": "planted", "num_dense": 3, "num_categorical": 4, "rows": rows}
+    meta = {"version": SHARD_VERSION, "dataset": "planted", "num_dense": 3, "num_categorical": 4,
+            "rows": rows}
     (root / META_FILE).write_text(json.dumps(meta))
     return root
 

@@ -124,17 +124,6 @@ def robe_shapes(draw: st.DrawFn) -> tuple[int, int, int, int, int]:
     return draw(st.integers(1, 5)), dim, block_size, m, draw(st.integers(0, 2**32))
 
 
-def _per_row(reference: Any, ids: np.ndarray, *args: Any) -> np.ndarray:
-    """Call a reference index map one row at a time.
-
-    ``reference.hash_blocks`` reads ids of shape [..., F, num_blocks] as per-block codes, so a batch whose
-    shape happens to equal (F, d/Z) is misread (e.g. B = F = d/Z = 2); one row [1, F] is only ambiguous
-    when F = d/Z = 1, where the values are right and only the shape differs. Reported to the lead.
-    """
-    rows = [reference(ids[b:b + 1], *args) for b in range(len(ids))]
-    return np.stack([np.reshape(r, (ids.shape[1], -1)) for r in rows])
-
-
 @settings(max_examples=60, deadline=None)
 @given(shape=robe_shapes(), data=st.data())
 def test_robe_and_hash_match_reference(shape: tuple[int, int, int, int, int], data: st.DataObject) -> None:
@@ -144,7 +133,7 @@ def test_robe_and_hash_match_reference(shape: tuple[int, int, int, int, int], da
     params = ref.HashParams.from_seed(num_features, seed)
     module = _robe(params, m, dim, block_size)
     np.testing.assert_array_equal(module.indices(torch.from_numpy(ids)).numpy(),
-                                  _per_row(ref.robe_indices, ids, params, m, dim, block_size))
+                                  ref.robe_indices(ids, params, m, dim, block_size))
     counts = st.lists(st.integers(1, 2**40), min_size=num_features, max_size=num_features)
     rows = np.asarray(data.draw(counts))
     coefficients = hashing.coefficients_tensor(params)
@@ -167,8 +156,8 @@ def test_lma_matches_reference(shape: tuple[int, int, int, int, int], keys_per_b
     config = LmaConfig(num_features, dim, memory_size=min(m, 10_000), block_size=block_size, seed=seed,
                        keys_per_block=keys_per_block)
     module = LmaEmbedding(config, Signatures(keys, offsets, sig))
-    expected = _per_row(ref.lma_indices, ids, keys, offsets, sig, params, config.memory_size, dim, block_size,
-                        keys_per_block)
+    expected = ref.lma_indices(ids, keys, offsets, sig, params, config.memory_size, dim, block_size,
+                               keys_per_block)
     np.testing.assert_array_equal(module.indices(torch.from_numpy(ids)).numpy(), expected)
 
 

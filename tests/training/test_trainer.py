@@ -16,7 +16,7 @@ from training.dlrm import DLRM, DLRMConfig
 from training.embeddings import Method
 from training.factory import EmbeddingSpec, build_embedding
 from training.metrics import log_loss, roc_auc
-from training.trainer import Split, TrainConfig, Trainer, batch_rows
+from training.trainer import AnySplit, Split, TrainConfig, Trainer, batch_rows
 
 
 def planted_split(rows: int, seed: int, num_dense: int = 3, num_features: int = 4) -> Split:
@@ -153,8 +153,9 @@ def test_cli_mistakes_give_one_line(argv: list[str], message: str, tmp_path: Pat
 
 
 def test_restore_best_keeps_the_best_validation_weights(tmp_path: Path) -> None:
-    train, val, test = planted_split(400, 0), planted_split(1000, 1), planted_split(1000, 2)
-    config = TrainConfig(batch_size=50, epochs=12, eval_every=8, restore_best=True, lr_embedding=0.3)
+    train, val, test = planted_split(150, 0), planted_split(1000, 1), planted_split(1000, 2)
+    config = TrainConfig(batch_size=50, epochs=40, eval_every=12, restore_best=True, lr_embedding=0.5,
+                         lr_dense=0.01)  # 150 rows, 40 epochs: full tables overfit well before the end
     trainer = Trainer(make_model(Method.FULL, train), train, val, config, tmp_path, torch.device("cpu"), {},
                       test=test)
     metrics = trainer.fit()
@@ -173,7 +174,10 @@ def test_preloaded_splits_train_like_memmaps(tmp_path: Path) -> None:
     results = []
     for preload in (False, True):
         model = make_model(Method.ROBE, train, 3000)
-        splits = (train.preload(cpu), val.preload(cpu)) if preload else (train, val)
-        trainer = Trainer(model, *splits, TrainConfig(batch_size=60, steps=8), tmp_path / str(preload), cpu, {})
+        splits: tuple[AnySplit, AnySplit] = (train, val)
+        if preload:
+            splits = (train.preload(cpu), val.preload(cpu))
+        config = TrainConfig(batch_size=60, steps=8)
+        trainer = Trainer(model, splits[0], splits[1], config, tmp_path / str(preload), cpu, {})
         results.append(trainer.fit()["auc"])
     assert results[0] == results[1]
