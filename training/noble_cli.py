@@ -75,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--top-k", type=int, default=defaults.top_k)
     add("--seed", type=int, default=defaults.seed)
     add("--holdout-users", type=_ints, default=(), help="training users to hold out, e.g. 1,11")
-    add("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    add("--threads", type=int, default=1,
+        help="torch CPU threads (default 1: this small MLP gains little from more, and on a busy machine "
+             "spinning threads made training several times slower)")
     add("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -134,10 +136,9 @@ def main(argv: list[str]) -> int:
         args = build_parser().parse_args(argv)
         logging.basicConfig(level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        if args.threads is not None:
-            if args.threads < 1:
-                raise UsageError(f"--threads must be >= 1, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        if args.threads < 1:
+            raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
         metrics = run(args)
     except (ValueError, OSError) as error:
         logger.debug("user error", exc_info=True)
