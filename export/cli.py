@@ -17,7 +17,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    logging.basicConfig(force=True, level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("torch", "onnxscript", "onnx_ir"):  # the exporter's own progress chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -133,7 +133,7 @@ def run() -> dict[str, object]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING)
+    logging.basicConfig(force=True, level=logging.WARNING)
     print(json.dumps(run(), indent=2))  # noqa: T201 (CLI output)
     return 0
 

@@ -221,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cuda-archs", default=",".join(DEFAULT_ARCHS), help="comma-separated, e.g. 80,90")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    logging.basicConfig(
+        force=True,
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         config = BuildConfig(CudaMode(args.cuda), args.build_dir, tuple(args.cuda_archs.split(",")))
         build(config)

@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="small batches only (for compute-sanitizer)")
     parser.add_argument("--no-report", action="store_true", help="write no gpu_check.json / .md")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    logging.basicConfig(force=True, level=logging.INFO, format="%(message)s", stream=sys.stdout)
     try:
         import torch
     except ImportError:

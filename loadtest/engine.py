@@ -288,7 +288,9 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        force=True,
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnx_ir", "onnxscript", "torch", "root"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:

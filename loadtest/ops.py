@@ -368,7 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-full-table", action="store_true", help="skip the 2.16 GB full-table gather")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.basicConfig(force=True, level=logging.INFO, format="%(message)s")
     try:
         config = OpsBenchConfig(
             args.batch,

@@ -222,7 +222,7 @@ def main(argv: list[str]) -> int:
     """CLI entry (``training.__main__`` dispatches ``dlrm`` here)."""
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=args.log_level.upper(),
+        logging.basicConfig(force=True, level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         metrics = run(args)
     except (UsageError, sizing.BudgetError, ckpt.CheckpointError, InvalidIdError, FileNotFoundError,

@@ -134,7 +134,7 @@ def main(argv: list[str]) -> int:
     """CLI entry (``training.__main__`` dispatches ``noble`` here)."""
     try:
         args = build_parser().parse_args(argv)
-        logging.basicConfig(level=args.log_level.upper(),
+        logging.basicConfig(force=True, level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         if args.threads < 1:
             raise UsageError(f"--threads must be >= 1, got {args.threads}")

@@ -197,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true", help="rewrite the docs from finished runs")
     parser.add_argument("--jobs", type=int, default=1, help="runs at once, each a 1-thread process (CPU)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        force=True,
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     sets = datasets(args.synthetic_file, args.shared_data, set(args.only) if args.only else None)
     missing = [str(d.data) for d in sets if d.name != "synthetic" and not d.data.exists()]
     if missing:

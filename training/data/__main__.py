@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         handler.setFormatter(_JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=args.log_level, handlers=[handler])
+    logging.basicConfig(force=True, level=args.log_level, handlers=[handler])
     try:
         _run(args)
     except (DataError, ValueError, OSError) as exc:
