@@ -225,6 +225,8 @@ def main(argv: list[str]) -> int:
         logging.basicConfig(force=True, level=args.log_level.upper(),
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         metrics = run(args)
+        if dist.is_initialized():
+            dist.barrier()  # rank 0 evaluates and saves last: tearing gloo down under it aborts rank 0
     except (UsageError, sizing.BudgetError, ckpt.CheckpointError, InvalidIdError, FileNotFoundError,
             ValueError) as error:
         logger.debug("user error", exc_info=True)
