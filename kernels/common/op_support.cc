@@ -121,6 +121,40 @@ void CheckOffsets(const int64_t* offsets, int64_t count, int64_t num_features, i
   }
 }
 
+EmbeddingInputs CheckRobeInputs(const Ort::KernelContext& ctx, const EmbeddingAttributes& attrs, const char* op) {
+  const Ort::ConstValue ids = ctx.GetInput(0);
+  const Ort::ConstValue memory = ctx.GetInput(1);
+  const int64_t batch = CheckIds(ids, attrs.NumFeatures(), op);
+  const int64_t memory_size = CheckMemory(memory, attrs.block_size, op);
+  return {ids.GetTensorData<int64_t>(), memory.GetTensorData<float>(), batch, memory_size};
+}
+
+LmaInputs CheckLmaInputs(const Ort::KernelContext& ctx, const EmbeddingAttributes& attrs, const char* op) {
+  const EmbeddingInputs embedding = CheckRobeInputs(ctx, attrs, op);
+  const Ort::ConstValue keys = ctx.GetInput(2);
+  const Ort::ConstValue offsets = ctx.GetInput(3);
+  const Ort::ConstValue signatures = ctx.GetInput(4);
+  const int64_t num_keys = CheckVector(keys, "keys", op);
+  if (CheckVector(signatures, "signatures", op) != num_keys) Fail(op, "signatures must match keys in length");
+  const int64_t* offset_data = offsets.GetTensorData<int64_t>();
+  CheckOffsets(offset_data, CheckVector(offsets, "offsets", op), attrs.NumFeatures(), num_keys, op);
+  return {embedding, keys.GetTensorData<int64_t>(), offset_data, signatures.GetTensorData<int64_t>(), num_keys};
+}
+
+VocabInputs CheckVocabInputs(const Ort::KernelContext& ctx, const char* op) {
+  const Ort::ConstValue ids = ctx.GetInput(0);
+  const Ort::ConstValue keys = ctx.GetInput(1);
+  const Ort::ConstValue offsets = ctx.GetInput(2);
+  // F comes from the offsets: VocabLookup has no per-feature attributes.
+  const int64_t num_features = CheckVector(offsets, "offsets", op) - 1;
+  if (num_features < 1) Fail(op, "offsets must hold F + 1 >= 2 values");
+  const int64_t batch = CheckIds(ids, num_features, op);
+  const int64_t num_keys = CheckVector(keys, "keys", op);
+  const int64_t* offset_data = offsets.GetTensorData<int64_t>();
+  CheckOffsets(offset_data, num_features + 1, num_features, num_keys, op);
+  return {ids.GetTensorData<int64_t>(), keys.GetTensorData<int64_t>(), offset_data, batch, num_features, num_keys};
+}
+
 void FailInvalidId(const char* op, int64_t id, int64_t index, int64_t num_features) {
   Fail(op, "id " + std::to_string(id) + " at [" + std::to_string(index / num_features) + ", " +
                std::to_string(index % num_features) + "] is outside [0, 2^62)");

@@ -67,6 +67,34 @@ int64_t CheckMemory(const Ort::ConstValue& memory, int64_t block_size, const cha
 int64_t CheckVector(const Ort::ConstValue& value, const char* name, const char* op);
 // Checks offsets (host memory, F + 1 values) are non-decreasing from 0 to num_keys.
 void CheckOffsets(const int64_t* offsets, int64_t count, int64_t num_features, int64_t num_keys, const char* op);
+// The inputs of each op after every check that reads only shapes and host memory. Data pointers are
+// where the execution provider keeps them (device memory on CUDA), except offsets, always host memory.
+struct EmbeddingInputs {
+  const int64_t* ids;  // [batch, F]
+  const float* memory;  // [memory_size]
+  int64_t batch;
+  int64_t memory_size;
+};
+struct LmaInputs {
+  EmbeddingInputs embedding;
+  const int64_t* keys;  // [num_keys], sorted within each feature
+  const int64_t* offsets;  // [F + 1], host memory
+  const int64_t* signatures;  // [num_keys]
+  int64_t num_keys;
+};
+struct VocabInputs {
+  const int64_t* ids;  // [batch, num_features]
+  const int64_t* keys;  // [num_keys]
+  const int64_t* offsets;  // [num_features + 1], host memory
+  int64_t batch;
+  int64_t num_features;
+  int64_t num_keys;
+};
+// RobeEmbedding(ids, M) / LmaEmbedding(ids, M, keys, offsets, signatures) / VocabLookup(ids, keys, offsets).
+EmbeddingInputs CheckRobeInputs(const Ort::KernelContext& ctx, const EmbeddingAttributes& attrs, const char* op);
+LmaInputs CheckLmaInputs(const Ort::KernelContext& ctx, const EmbeddingAttributes& attrs, const char* op);
+VocabInputs CheckVocabInputs(const Ort::KernelContext& ctx, const char* op);
+
 // Throws the error for the invalid id found at flat position `index` of ids [B, F].
 [[noreturn]] void FailInvalidId(const char* op, int64_t id, int64_t index, int64_t num_features);
 

@@ -56,17 +56,13 @@ struct RobeKernel : StatusKernel<RobeKernel> {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
-    const Ort::ConstValue ids = ctx.GetInput(0);
-    const Ort::ConstValue memory = ctx.GetInput(1);
+    const EmbeddingInputs in = CheckRobeInputs(ctx, attrs, kName);
     const int64_t num_features = attrs.NumFeatures();
-    const int64_t batch = CheckIds(ids, num_features, kName);
-    const int64_t memory_size = CheckMemory(memory, attrs.block_size, kName);
-    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
-    const RobeTask task{ids.GetTensorData<int64_t>(), num_features, attrs.hash.data(),
-                        memory.GetTensorData<float>(), memory_size, attrs.dim, attrs.block_size,
-                        out.GetTensorMutableData<float>()};
+    Ort::UnownedValue out = ctx.GetOutput(0, {in.batch, num_features, attrs.dim});  // (B, F, d)
+    const RobeTask task{in.ids, num_features, attrs.hash.data(), in.memory, in.memory_size, attrs.dim,
+                        attrs.block_size, out.GetTensorMutableData<float>()};
     const int64_t invalid = ParallelLookups(
-        ctx, batch * num_features, [&](int64_t begin, int64_t end) { return RobeLookups(task, begin, end); });
+        ctx, in.batch * num_features, [&](int64_t begin, int64_t end) { return RobeLookups(task, begin, end); });
     if (invalid >= 0) FailInvalidId(kName, task.ids[invalid], invalid, num_features);
   }
 
@@ -87,23 +83,13 @@ struct LmaKernel : StatusKernel<LmaKernel> {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
-    const Ort::ConstValue ids = ctx.GetInput(0);
-    const Ort::ConstValue memory = ctx.GetInput(1);
-    const Ort::ConstValue keys = ctx.GetInput(2);
-    const Ort::ConstValue offsets = ctx.GetInput(3);
-    const Ort::ConstValue signatures = ctx.GetInput(4);
+    const LmaInputs in = CheckLmaInputs(ctx, attrs, kName);
     const int64_t num_features = attrs.NumFeatures();
-    const int64_t batch = CheckIds(ids, num_features, kName);
-    const int64_t memory_size = CheckMemory(memory, attrs.block_size, kName);
-    const int64_t num_keys = CheckVector(keys, "keys", kName);
-    if (CheckVector(signatures, "signatures", kName) != num_keys) Fail(kName, "signatures must match keys in length");
-    const int64_t* offset_data = offsets.GetTensorData<int64_t>();
-    CheckOffsets(offset_data, CheckVector(offsets, "offsets", kName), num_features, num_keys, kName);
+    const int64_t batch = in.embedding.batch;
     Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
-    const LmaTask task{{ids.GetTensorData<int64_t>(), num_features, attrs.hash.data(), memory.GetTensorData<float>(),
-                        memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
-                       keys.GetTensorData<int64_t>(), offset_data, signatures.GetTensorData<int64_t>(),
-                       static_cast<int>(attrs.keys_per_block)};
+    const LmaTask task{{in.embedding.ids, num_features, attrs.hash.data(), in.embedding.memory,
+                        in.embedding.memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
+                       in.keys, in.offsets, in.signatures, static_cast<int>(attrs.keys_per_block)};
     const int64_t invalid = ParallelLookups(
         ctx, batch * num_features, [&](int64_t begin, int64_t end) { return LmaLookups(task, begin, end); });
     if (invalid >= 0) FailInvalidId(kName, task.robe.ids[invalid], invalid, num_features);
@@ -124,20 +110,12 @@ struct VocabKernel : StatusKernel<VocabKernel> {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
-    const Ort::ConstValue ids = ctx.GetInput(0);
-    const Ort::ConstValue keys = ctx.GetInput(1);
-    const Ort::ConstValue offsets = ctx.GetInput(2);
-    // F comes from the offsets here: VocabLookup has no per-feature attributes.
-    const int64_t num_features = CheckVector(offsets, "offsets", kName) - 1;
-    if (num_features < 1) Fail(kName, "offsets must hold F + 1 >= 2 values");
-    const int64_t batch = CheckIds(ids, num_features, kName);
-    const int64_t* offset_data = offsets.GetTensorData<int64_t>();
-    CheckOffsets(offset_data, num_features + 1, num_features, CheckVector(keys, "keys", kName), kName);
-    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features});  // (B, F)
-    const VocabTask task{ids.GetTensorData<int64_t>(), num_features, keys.GetTensorData<int64_t>(), offset_data,
-                         out.GetTensorMutableData<int64_t>()};
+    const VocabInputs in = CheckVocabInputs(ctx, kName);
+    const int64_t num_features = in.num_features;
+    Ort::UnownedValue out = ctx.GetOutput(0, {in.batch, num_features});  // (B, F)
+    const VocabTask task{in.ids, num_features, in.keys, in.offsets, out.GetTensorMutableData<int64_t>()};
     const int64_t invalid = ParallelLookups(
-        ctx, batch * num_features, [&](int64_t begin, int64_t end) { return VocabLookups(task, begin, end); });
+        ctx, in.batch * num_features, [&](int64_t begin, int64_t end) { return VocabLookups(task, begin, end); });
     if (invalid >= 0) FailInvalidId(kName, task.ids[invalid], invalid, num_features);
   }
 };

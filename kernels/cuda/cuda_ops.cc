@@ -59,16 +59,12 @@ struct RobeKernel : StatusKernel<RobeKernel> {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
-    const Ort::ConstValue ids = ctx.GetInput(0);
-    const Ort::ConstValue memory = ctx.GetInput(1);
+    const EmbeddingInputs in = CheckRobeInputs(ctx, attrs, kName);
     const int64_t num_features = attrs.NumFeatures();
-    const int64_t batch = CheckIds(ids, num_features, kName);
-    const int64_t memory_size = CheckMemory(memory, attrs.block_size, kName);
-    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
-    if (batch == 0) return;
-    const RobeArgs args{ids.GetTensorData<int64_t>(), batch, num_features, hash.Arrays(),
-                        memory.GetTensorData<float>(), memory_size, attrs.dim, attrs.block_size,
-                        out.GetTensorMutableData<float>()};
+    Ort::UnownedValue out = ctx.GetOutput(0, {in.batch, num_features, attrs.dim});  // (B, F, d)
+    if (in.batch == 0) return;
+    const RobeArgs args{in.ids, in.batch, num_features, hash.Arrays(), in.memory, in.memory_size, attrs.dim,
+                        attrs.block_size, out.GetTensorMutableData<float>()};
     CheckLaunch(LaunchRobeEmbedding(args, StreamOf(ctx)), kName);
   }
 
@@ -93,24 +89,14 @@ struct LmaKernel : StatusKernel<LmaKernel> {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
-    const Ort::ConstValue ids = ctx.GetInput(0);
-    const Ort::ConstValue memory = ctx.GetInput(1);
-    const Ort::ConstValue keys = ctx.GetInput(2);
-    const Ort::ConstValue offsets = ctx.GetInput(3);
-    const Ort::ConstValue signatures = ctx.GetInput(4);
+    const LmaInputs in = CheckLmaInputs(ctx, attrs, kName);
     const int64_t num_features = attrs.NumFeatures();
-    const int64_t batch = CheckIds(ids, num_features, kName);
-    const int64_t memory_size = CheckMemory(memory, attrs.block_size, kName);
-    const int64_t num_keys = CheckVector(keys, "keys", kName);
-    if (CheckVector(signatures, "signatures", kName) != num_keys) Fail(kName, "signatures must match keys in length");
-    const int64_t* offset_data = offsets.GetTensorData<int64_t>();
-    CheckOffsets(offset_data, CheckVector(offsets, "offsets", kName), num_features, num_keys, kName);
+    const int64_t batch = in.embedding.batch;
     Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
     if (batch == 0) return;
-    const LmaArgs args{{ids.GetTensorData<int64_t>(), batch, num_features, hash.Arrays(), memory.GetTensorData<float>(),
-                        memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
-                       keys.GetTensorData<int64_t>(), signatures.GetTensorData<int64_t>(), num_keys, offset_data,
-                       attrs.keys_per_block};
+    const LmaArgs args{{in.embedding.ids, batch, num_features, hash.Arrays(), in.embedding.memory,
+                        in.embedding.memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
+                       in.keys, in.signatures, in.num_keys, in.offsets, attrs.keys_per_block};
     CheckLaunch(LaunchLmaEmbedding(args, StreamOf(ctx)), kName);
   }
 
@@ -130,20 +116,12 @@ struct VocabKernel : StatusKernel<VocabKernel> {
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
-    const Ort::ConstValue ids = ctx.GetInput(0);
-    const Ort::ConstValue keys = ctx.GetInput(1);
-    const Ort::ConstValue offsets = ctx.GetInput(2);
-    const int64_t num_features = CheckVector(offsets, "offsets", kName) - 1;
-    if (num_features < 1) Fail(kName, "offsets must hold F + 1 >= 2 values");
-    CheckFeatureCount(num_features, kName);
-    const int64_t batch = CheckIds(ids, num_features, kName);
-    const int64_t num_keys = CheckVector(keys, "keys", kName);
-    const int64_t* offset_data = offsets.GetTensorData<int64_t>();
-    CheckOffsets(offset_data, num_features + 1, num_features, num_keys, kName);
-    Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features});  // (B, F)
-    if (batch == 0) return;
-    const VocabArgs args{ids.GetTensorData<int64_t>(), batch, num_features, keys.GetTensorData<int64_t>(), num_keys,
-                         offset_data, out.GetTensorMutableData<int64_t>()};
+    const VocabInputs in = CheckVocabInputs(ctx, kName);
+    CheckFeatureCount(in.num_features, kName);
+    Ort::UnownedValue out = ctx.GetOutput(0, {in.batch, in.num_features});  // (B, F)
+    if (in.batch == 0) return;
+    const VocabArgs args{in.ids, in.batch, in.num_features, in.keys, in.num_keys, in.offsets,
+                         out.GetTensorMutableData<int64_t>()};
     CheckLaunch(LaunchVocabLookup(args, StreamOf(ctx)), kName);
   }
 };
