@@ -7,10 +7,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import torch
+from service_helpers import ServiceProcess
 
 from export.noble import OUTPUTS, run_onnx
 from training.data.uji import load_uji
@@ -47,7 +46,7 @@ SAME_GRAPH_TOL_M = 1e-3
 # one is rounded to float32 UTM metres: <= half an ulp, 0.25 m in latitude and 0.00025 m in longitude.
 # A 2D error moves by at most the position's move, so by <= hypot(0.25, 0.00025) + 1e-4 < 0.26 m.
 FLOAT32_UTM_TOL_M = 0.26
-SERVICE_FLAGS = ["--host", "127.0.0.1", "--providers", "CPUExecutionProvider", "--intra-op-threads", "1",
+SERVICE_FLAGS = ["--providers", "CPUExecutionProvider", "--intra-op-threads", "1",
                  "--poll-interval-s", "0", "--log-level", "INFO"]
 
 
@@ -87,65 +86,12 @@ def repository(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Service:
-    """``python -m service --repository REPO --host 127.0.0.1 --port PORT`` in a subprocess.
-
-    Args:
-        repository: the model repository root.
-        log_path: where its output goes (shown when it fails to start).
-    """
-
-    def __init__(self, repository: Path, log_path: Path) -> None:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        env = {**os.environ, "ROBESERVE_DRAIN_DELAY_S": "0"}  # stop at once on SIGTERM
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--repository", str(repository), "--port", str(port),
-             *SERVICE_FLAGS], cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"service exited {self.process.returncode}:\n{self.log()}"
-            try:
-                if httpx.get(self.url + "/v2/health/ready", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"service not ready after {timeout_s} s:\n{self.log()}")
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout_s: float = 20.0) -> int:
-        """SIGTERM, then its exit status (killed, and -9, when it does not stop in ``timeout_s``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
-
-
 @pytest.fixture(scope="module")
-def service(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    started = Service(repository, tmp_path_factory.mktemp("logs") / "service.log")
+def service(repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
+    # ROBESERVE_DRAIN_DELAY_S=0 (set by ServiceProcess): stop at once on SIGTERM
+    started = ServiceProcess(repository, tmp_path_factory.mktemp("logs") / "service.log", {}, SERVICE_FLAGS)
     try:
-        started.wait_ready()
+        started.wait()
         yield started
     finally:
         started.stop()
@@ -190,7 +136,7 @@ def _assert_same_errors(served: Predictions, offline: Predictions, truth: Predic
 
 
 def test_served_errors_equal_offline_evaluation(validation: UjiSplit, run_dir: Path, repository: Path,
-                                                service: Service) -> None:
+                                                service: ServiceProcess) -> None:
     truth = validation.truth()
     onnx_out = run_onnx(repository / MODEL / "1" / "model.onnx", validation.rssi, batch_size=CHUNK)
     as_float64 = {name: onnx_out[name].astype(np.float64) for name in ("longitude", "latitude")}

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-
-# pytest runs with --import-mode=importlib, which puts no test directory on sys.path; the test modules
-# here import their helpers from service_helpers.py beside this file.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from service_helpers import ADMIN_TOKEN, Reference, ServiceProcess, build_repository
 
 ServiceFactory = Callable[..., ServiceProcess]

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,17 @@ class ServiceProcess:
         repository: model repository root.
         log_path: where its stderr goes (shown when a start fails).
         env: ``ROBESERVE_*`` settings.
+        args: further command-line options of ``python -m service``.
     """
 
-    def __init__(self, repository: Path, log_path: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, repository: Path, log_path: Path, env: dict[str, str], args: Sequence[str] = ()
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "service", "--repository", str(repository), "--port", str(self.port)]
+        command = [sys.executable, "-m", "service", "--repository", str(repository), "--host", "127.0.0.1",
+                   "--port", str(self.port), *args]
         full_env = {**os.environ, "ROBESERVE_DRAIN_DELAY_S": "0", "ROBESERVE_POLL_INTERVAL_S": "0", **env}
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
@@ -97,7 +102,8 @@ class ServiceProcess:
         return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
