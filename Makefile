@@ -41,10 +41,10 @@ bench: $(STAMP) kernels
 	$(PY) -m loadtest.compare
 
 results-dlrm: $(STAMP)
-	$(PY) -m training.results_dlrm
+	$(PY) -m training.dlrm.results
 
 results-noble: $(STAMP)
-	$(PY) -m training.results_noble
+	$(PY) -m training.noble.results
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -97,7 +97,7 @@ def _train_dlrm(config: DemoConfig, shards: Path, method: str) -> Path:
 
 def noble_available() -> bool:
     """The NObLe trainer and its exporter (``export.noble``) are both installed."""
-    return all(importlib.util.find_spec(m) is not None for m in ("training.noble_cli", "export.noble"))
+    return all(importlib.util.find_spec(m) is not None for m in ("training.noble.cli", "export.noble"))
 
 
 def _train_noble(config: DemoConfig) -> Path:
@@ -122,7 +122,7 @@ def build(config: DemoConfig) -> list[Path]:
     """Run every step; return the published version directories."""
     steps = ["data", *DLRM_METHODS] + (["noble-wifi"] if noble_available() else [])
     if not noble_available():
-        logger.warning("training.noble_cli or export.noble not found: noble-wifi is skipped")
+        logger.warning("training.noble.cli or export.noble not found: noble-wifi is skipped")
     published = []
     with tqdm(total=len(steps) * 2 - 1, desc="demo models", unit="step") as progress:
         shards = _data(config)

@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from export import ops  # registers the robeserve:: torch ops
-from training.dlrm import DLRM
-from training.embeddings import (
+from training.dlrm.embeddings import (
     CompressedEmbedding,
     FullEmbedding,
     HashConfig,
@@ -30,6 +29,7 @@ from training.embeddings import (
     LmaEmbedding,
     RobeEmbedding,
 )
+from training.dlrm.model import DLRM
 
 logger = logging.getLogger(__name__)
 

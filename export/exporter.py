@@ -40,8 +40,8 @@ from export.repository import (
     write_card,
 )
 from export.verify import VerificationError, verify_model_dir
-from training.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from training.dlrm import DLRM
+from training.dlrm.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from training.dlrm.model import DLRM
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from training.noble import NUM_APS, NobleLocalizer
-from training.noble_data import UjiNotFound, find_file
-from training.noble_metrics import Predictions, evaluate
-from training.noble_train import load_noble, predict
+from training.noble.data import UjiNotFound, find_file
+from training.noble.metrics import Predictions, evaluate
+from training.noble.model import NUM_APS, NobleLocalizer
+from training.noble.train import load_noble, predict
 
 logger = logging.getLogger(__name__)
 

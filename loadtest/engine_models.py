@@ -1,6 +1,6 @@
 """Engine benchmark models: one DLRM architecture per method, random weights, through the real export path.
 
-Each method gets the same architecture (the ``training.dlrm`` preset of the shape) and a synthetic
+Each method gets the same architecture (the ``training.dlrm.model`` preset of the shape) and a synthetic
 vocabulary: feature ``f`` knows the ids ``1 .. rows[f]`` (0 is the missing value). ``full`` keeps a row per
 known id; ``hash``, ``robe`` and ``lma`` get the shape's compressed budget (``Shape.robe_bytes``): the hashing
 trick as that many floats of table rows, ROBE-Z as one array, LMA as learned signatures for the smallest
@@ -30,9 +30,8 @@ import torch
 from onnx import ModelProto, helper
 
 from loadtest.shapes import NUM_DENSE, Shape
-from training import budget as sizing
-from training.dlrm import DLRM, DLRMConfig
-from training.embeddings import (
+from training.dlrm import budget as sizing
+from training.dlrm.embeddings import (
     CompressedEmbedding,
     FullConfig,
     FullEmbedding,
@@ -44,6 +43,7 @@ from training.embeddings import (
     RobeEmbedding,
     Signatures,
 )
+from training.dlrm.model import DLRM, DLRMConfig
 
 logger = logging.getLogger(__name__)
 

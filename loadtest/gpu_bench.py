@@ -7,7 +7,7 @@ shape cannot take the others with it::
     python -m loadtest.gpu_bench run --shape terabyte          # writes OUT/gpu_bench_terabyte.json
     python -m loadtest.gpu_report                              # merges OUT/gpu_bench.json, prints ratios
 
-Variants of one architecture (``training.dlrm`` presets): ``full`` (one concatenated table read with
+Variants of one architecture (``training.dlrm.model`` presets): ``full`` (one concatenated table read with
 ``F.embedding``), ``robe`` (the project's CUDA kernel via ``kernels.torch_ext``) and ``robe-torch`` (the
 same lookup in PyTorch ops; when the kernel is unavailable it is the only ROBE variant, and the report
 says so). Weights are random: throughput does not depend on them. Tables are created on the GPU; when
@@ -38,7 +38,7 @@ from loadtest.report import write_json
 from loadtest.shapes import Shape, get_shape
 from loadtest.timing import Sample, TimingConfig, alternate
 from loadtest.torch_models import IdDistribution, RobeArray, Variant, build_model, input_count, make_inputs
-from training.dlrm import DLRM
+from training.dlrm.model import DLRM
 
 logger = logging.getLogger(__name__)
 

@@ -43,7 +43,7 @@ class Shape:
     """One benchmark shape.
 
     Args:
-        name: the shape, also the name of its DLRM preset in ``training.dlrm``.
+        name: the shape, also the name of its DLRM preset in ``training.dlrm.model``.
         rows: rows of each feature's full table.
         embedding_dim: d.
         robe_floats: floats of the shared ROBE-Z / LMA array.

@@ -3,7 +3,7 @@
 - ``FullTables``: every feature's table in ONE concatenated [sum(rows), d] tensor, read with
   ``F.embedding`` (the ids given are row numbers: the full model gets its vocabulary lookup for free).
 - ``RobeArray`` with ``kernel_lookup``: ROBE-Z through the project's CUDA kernel (``kernels.torch_ext``).
-- ``RobeArray`` with ``torch_lookup``: ROBE-Z in plain PyTorch ops (``training.hashing`` +
+- ``RobeArray`` with ``torch_lookup``: ROBE-Z in plain PyTorch ops (``training.dlrm.hashing`` +
   ``index_select``), the fallback when the kernel is missing, and a reference point beside it.
 
 Weights are random (throughput does not depend on their values) and created on the target device, so a
@@ -23,8 +23,8 @@ from torch import nn
 
 from kernels import reference as ref
 from loadtest.shapes import NUM_DENSE, Shape
-from training import hashing
-from training.dlrm import DLRM, DLRMConfig
+from training.dlrm import hashing
+from training.dlrm.model import DLRM, DLRMConfig
 
 if TYPE_CHECKING:
     from kernels.torch_ext import CudaOps

@@ -13,9 +13,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command == "dlrm":
-        from training.dlrm_cli import main as run
+        from training.dlrm.cli import main as run
     elif command == "noble":
-        from training.noble_cli import main as run
+        from training.noble.cli import main as run
     else:
         print(f"error: unknown command {command!r}; {usage}", file=sys.stderr)
         return 2

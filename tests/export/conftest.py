@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from export.exporter import ExportOptions, export_run
-from training.checkpoint import save_checkpoint
-from training.dlrm import DLRM, DLRMConfig
-from training.embeddings import Method
-from training.factory import EmbeddingSpec, build_embedding
+from training.dlrm.checkpoint import save_checkpoint
+from training.dlrm.embeddings import Method
+from training.dlrm.factory import EmbeddingSpec, build_embedding
+from training.dlrm.model import DLRM, DLRMConfig
 
 METHODS = ("full", "hash", "robe", "lma")
 NUM_FEATURES = 5

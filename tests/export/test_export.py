@@ -17,7 +17,7 @@ from export.exporter import ExportOptions, export_run
 from export.functions import DOMAIN
 from export.portability import run as portability_run
 from export.verify import EDGE_IDS, kernel_library_built, session, verify_model_dir
-from training.checkpoint import load_checkpoint, model_from_checkpoint
+from training.dlrm.checkpoint import load_checkpoint, model_from_checkpoint
 
 CARD_KEYS = ("name", "version", "task", "inputs", "outputs", "embedding", "parameter_bytes", "metrics",
              "dataset", "created", "onnx_sha256", "custom_ops")

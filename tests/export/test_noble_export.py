@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from export.noble import compare, export_noble, run_onnx, run_torch
-from training.noble_cli import main as noble_main
-from training.noble_data import load_splits, write_synthetic_uji
-from training.noble_metrics import Predictions, evaluate
-from training.noble_train import load_noble
+from training.noble.cli import main as noble_main
+from training.noble.data import load_splits, write_synthetic_uji
+from training.noble.metrics import Predictions, evaluate
+from training.noble.train import load_noble
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -21,9 +21,9 @@ from service_helpers import ServiceProcess
 
 from export.noble import OUTPUTS, run_onnx
 from training.data.uji import load_uji
-from training.noble_data import UjiNotFound, UjiSplit, find_file
-from training.noble_metrics import Predictions, errors_2d, evaluate
-from training.noble_train import load_noble, predict
+from training.noble.data import UjiNotFound, UjiSplit, find_file
+from training.noble.metrics import Predictions, errors_2d, evaluate
+from training.noble.train import load_noble, predict
 
 pytestmark = pytest.mark.integration
 

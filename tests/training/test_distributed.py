@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import torch
 
-from training.checkpoint import load_checkpoint
 from training.data.shards import META_FILE, SHARD_VERSION
+from training.dlrm.checkpoint import load_checkpoint
 
 TOLERANCE = 1e-5
 
@@ -78,7 +78,7 @@ def test_two_processes_match_one(method: str, tmp_path: Path) -> None:
 
 def _initial_weights(tmp_path: Path, data: Path, method: str) -> dict[str, torch.Tensor]:
     """The same model after 0 steps (the CLI seeds everything): rebuilt in-process."""
-    from training.dlrm_cli import build_model, build_parser, load_splits
+    from training.dlrm.cli import build_model, build_parser, load_splits
 
     argv = ["--data", str(data), "--embedding", method, "--out", str(tmp_path / "zero")]
     if method != "full":

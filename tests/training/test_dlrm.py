@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.dlrm import DLRM, DLRMConfig, DotInteraction
-from training.embeddings import HashConfig, HashEmbedding, RobeConfig, RobeEmbedding
+from training.dlrm.embeddings import HashConfig, HashEmbedding, RobeConfig, RobeEmbedding
+from training.dlrm.model import DLRM, DLRMConfig, DotInteraction
 
 
 def test_presets_match_the_design() -> None:

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels import reference as ref
-from training import hashing
-from training.budget import BudgetError, full_table_bytes, hash_table_rows, parse_size
-from training.embeddings import (
+from training.dlrm import hashing
+from training.dlrm.budget import BudgetError, full_table_bytes, hash_table_rows, parse_size
+from training.dlrm.embeddings import (
     FullConfig,
     FullEmbedding,
     HashConfig,
@@ -29,8 +29,14 @@ from training.embeddings import (
     Signatures,
     build_vocabulary,
 )
-from training.factory import EmbeddingSpec, build_embedding, embedding_from_state, embedding_state, full_bytes
-from training.signatures import SetKind, learn_signatures
+from training.dlrm.factory import (
+    EmbeddingSpec,
+    build_embedding,
+    embedding_from_state,
+    embedding_state,
+    full_bytes,
+)
+from training.dlrm.signatures import SetKind, learn_signatures
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "hash_golden.json").read_text())
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(

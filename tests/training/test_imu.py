@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from training.imu_pdr import PdrConfig, dead_reckon, detect_steps
-from training.imu_sim import GRAVITY, FloorGraph, SimConfig, simulate, simulate_walk, smooth_path
-from training.imu_tracker import Tracker, TrackerConfig, TrackerHead, error_by_distance, make_walkset
+from training.imu.pdr import PdrConfig, dead_reckon, detect_steps
+from training.imu.simulator import GRAVITY, FloorGraph, SimConfig, simulate, simulate_walk, smooth_path
+from training.imu.trackers import Tracker, TrackerConfig, TrackerHead, error_by_distance, make_walkset
 
 QUIET = SimConfig(accel_noise=0, gyro_noise=0, accel_bias=0, gyro_bias=0, gyro_bias_walk=0, duration_s=60)
 

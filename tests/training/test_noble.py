@@ -11,7 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.noble import (
+from training.noble.cli import main as noble_main
+from training.noble.data import load_splits, user_holdout, write_synthetic_uji
+from training.noble.metrics import Predictions, evaluate
+from training.noble.model import (
     CellGrid,
     Decode,
     NobleConfig,
@@ -20,10 +23,7 @@ from training.noble import (
     PowedRssi,
     powed_rssi,
 )
-from training.noble_cli import main as noble_main
-from training.noble_data import load_splits, user_holdout, write_synthetic_uji
-from training.noble_metrics import Predictions, evaluate
-from training.noble_train import NobleTrainConfig, augment, load_noble, predict, train_noble
+from training.noble.train import NobleTrainConfig, augment, load_noble, predict, train_noble
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from training.localization_baselines import CoordinateRegressor, KnnConfig, WeightedKnn
-from training.noble_data import UjiSplit, load_splits, write_synthetic_uji
-from training.noble_metrics import evaluate
-from training.noble_train import NobleTrainConfig
+from training.noble.baselines import CoordinateRegressor, KnnConfig, WeightedKnn
+from training.noble.data import UjiSplit, load_splits, write_synthetic_uji
+from training.noble.metrics import evaluate
+from training.noble.train import NobleTrainConfig
 
 SHARED_UJI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ujiindoorloc"
 

@@ -1,4 +1,4 @@
-"""``python -m training.results_noble`` end to end on a small synthetic UJIIndoorLoc-format set."""
+"""``python -m training.noble.results`` end to end on a small synthetic UJIIndoorLoc-format set."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.noble_data import write_synthetic_uji
-from training.noble_train import NobleTrainConfig
-from training.results_noble import ResultsConfig, main, run
+from training.noble.data import write_synthetic_uji
+from training.noble.results import ResultsConfig, main, run
+from training.noble.train import NobleTrainConfig
 
 KEYS = {"method", "mean_error_m", "median_error_m", "p75_error_m", "p95_error_m", "building_hit", "floor_hit",
         "evaal_error_m"}

@@ -11,12 +11,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training import checkpoint as ckpt
-from training.dlrm import DLRM, DLRMConfig
-from training.embeddings import Method
-from training.factory import EmbeddingSpec, build_embedding
-from training.metrics import log_loss, roc_auc
-from training.trainer import AnySplit, Split, TrainConfig, Trainer, batch_rows
+from training.dlrm import checkpoint as ckpt
+from training.dlrm.embeddings import Method
+from training.dlrm.factory import EmbeddingSpec, build_embedding
+from training.dlrm.metrics import log_loss, roc_auc
+from training.dlrm.model import DLRM, DLRMConfig
+from training.dlrm.trainer import AnySplit, Split, TrainConfig, Trainer, batch_rows
 
 
 def planted_split(rows: int, seed: int, num_dense: int = 3, num_features: int = 4) -> Split:
@@ -144,7 +144,7 @@ def test_log_loss() -> None:
 ])
 def test_cli_mistakes_give_one_line(argv: list[str], message: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    from training.dlrm_cli import main
+    from training.dlrm.cli import main
 
     base = ["--data", str(tmp_path), "--out", str(tmp_path / "run")]
     assert main(base + argv) == 2
@@ -162,7 +162,7 @@ def test_restore_best_keeps_the_best_validation_weights(tmp_path: Path) -> None:
     aucs = [h["auc"] for h in metrics["history"]]
     assert metrics["auc"] == max(aucs) and metrics["best_step"] < metrics["steps"]
     restored = ckpt.model_from_checkpoint(ckpt.load_checkpoint(tmp_path))
-    from training.trainer import evaluate
+    from training.dlrm.trainer import evaluate
 
     assert evaluate(restored, val, torch.device("cpu"), 512)["auc"] == pytest.approx(metrics["auc"], abs=1e-9)
     assert metrics["test_auc"] > 0.6

@@ -29,9 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training import checkpoint as ckpt
-from training.dlrm import DLRM
-from training.metrics import log_loss, roc_auc
+from training.dlrm import checkpoint as ckpt
+from training.dlrm.metrics import log_loss, roc_auc
+from training.dlrm.model import DLRM
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from training.imu_sim import GRAVITY
+from training.imu.simulator import GRAVITY
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -46,8 +46,8 @@ from typing import Any
 
 import torch
 
-from training.dlrm import DLRM, DLRMConfig
-from training.factory import embedding_from_state, embedding_state
+from training.dlrm.factory import embedding_from_state, embedding_state
+from training.dlrm.model import DLRM, DLRMConfig
 
 FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"

@@ -16,7 +16,7 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from training.embeddings import CompressedEmbedding
+from training.dlrm.embeddings import CompressedEmbedding
 
 
 class Preset(StrEnum):
@@ -145,7 +145,7 @@ class DLRM(nn.Module):
         embedding: the (compressed) embedding of the categorical features.
 
     Example:
-        >>> from training.embeddings import RobeConfig, RobeEmbedding
+        >>> from training.dlrm.embeddings import RobeConfig, RobeEmbedding
         >>> cfg = DLRMConfig.preset("tiny", num_dense=13, num_features=26)
         >>> model = DLRM(cfg, RobeEmbedding(RobeConfig(26, 16, memory_size=1000, block_size=16)))
         >>> model(torch.zeros(2, 13), torch.zeros(2, 26, dtype=torch.int64)).shape

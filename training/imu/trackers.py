@@ -3,10 +3,10 @@ against a coordinate-regression GRU (same network, MSE on the position) and dead
 
 Inputs per window, the same for both networks: the raw 50 Hz accelerometer and gyroscope samples of
 the window (gravity removed from z), the PDR position and heading at the window's end (a deterministic
-function of the IMU, see ``training.imu_pdr``), and, as conditioning, the known start position and
+function of the IMU, see ``training.imu.pdr``), and, as conditioning, the known start position and
 heading and the floor. Positions enter as floor-centred metres / 50 plus a sinusoidal encoding at
 wavelengths 2-128 m, so a network can represent functions of place as fine as a corridor. The NObLe
-tracker's classes are 2 m cells of the walkable graph (``training.noble.CellGrid`` over points along
+tracker's classes are 2 m cells of the walkable graph (``training.noble.model.CellGrid`` over points along
 every edge); it decodes the probability-weighted mean of the top-k cells of the walker's floor. Each
 batch holds walks of one floor, so only that floor's logits are computed.
 
@@ -27,9 +27,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.imu_pdr import PdrConfig, dead_reckon
-from training.imu_sim import GRAVITY, FloorGraph, Trajectory
-from training.noble import CellGrid
+from training.imu.pdr import PdrConfig, dead_reckon
+from training.imu.simulator import GRAVITY, FloorGraph, Trajectory
+from training.noble.model import CellGrid
 
 logger = logging.getLogger(__name__)
 

@@ -12,10 +12,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import numpy.typing as npt
 
-from training.imu_sim import FloorGraph
-from training.imu_tracker import WalkSet
-from training.noble_data import UjiSplit
-from training.noble_metrics import Predictions
+from training.imu.simulator import FloorGraph
+from training.imu.trackers import WalkSet
+from training.noble.data import UjiSplit
+from training.noble.metrics import Predictions
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.data.uji import UjiData, load_uji
-from training.noble_metrics import Predictions
+from training.noble.metrics import Predictions
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""docs/results/noble.md from the result dict of ``training.results_noble`` (every number comes from it)."""
+"""docs/results/noble.md from the result dict of ``training.noble.results`` (every number comes from it)."""
 
 from __future__ import annotations
 
@@ -92,7 +92,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
     text = [
         "# NObLe localization results",
         "",
-        "Reproduce with `make results-noble` (= `python -m training.results_noble`), CPU only, "
+        "Reproduce with `make results-noble` (= `python -m training.noble.results`), CPU only, "
         f"{result['threads']} torch thread(s); this run took {result['total_seconds'] / 60:.1f} min "
         "(timings below). Every number on this page comes from that run; `noble.json` holds them all.",
         "",
@@ -141,7 +141,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         "## IMU tracking (simulated)",
         "",
         "No public IMU data set is available offline, so walks are simulated (assumptions in "
-        "`training/imu_sim.py`): a walkable graph per building-floor from the UJIIndoorLoc reference "
+        "`training/imu/simulator.py`): a walkable graph per building-floor from the UJIIndoorLoc reference "
         "positions "
         "(nodes within 8 m linked, plus a minimum spanning tree), walks along shortest paths to random "
         "destinations with rounded corners, a step "

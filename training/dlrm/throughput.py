@@ -1,4 +1,4 @@
-"""``python -m training.throughput``: training samples/s of full tables vs compressed embeddings.
+"""``python -m training.dlrm.throughput``: training samples/s of full tables vs compressed embeddings.
 
 Same architecture, same batches, only the embedding differs. Variants alternate (A B C A B C ...) after a
 warm-up, so a machine shared with other work slows every variant alike; the report is the median of the
@@ -6,7 +6,7 @@ rounds and the ratio to full tables. Weights need no training for this (the mode
 
 Example::
 
-    python -m training.throughput --data data/results/synthetic.tsv --config kaggle --batch-size 2048
+    python -m training.dlrm.throughput --data data/results/synthetic.tsv --config kaggle --batch-size 2048
 """
 
 from __future__ import annotations
@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.dlrm import DLRM, DLRMConfig
-from training.dlrm_cli import load_splits
-from training.embeddings import Method, TableEmbedding
-from training.factory import EmbeddingSpec, build_embedding, full_bytes
-from training.trainer import Split, TrainConfig, make_optimizers
+from training.dlrm.cli import load_splits
+from training.dlrm.embeddings import Method, TableEmbedding
+from training.dlrm.factory import EmbeddingSpec, build_embedding, full_bytes
+from training.dlrm.model import DLRM, DLRMConfig
+from training.dlrm.trainer import Split, TrainConfig, make_optimizers
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +104,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.throughput", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.dlrm.throughput", description=__doc__)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--config", default="kaggle")
     parser.add_argument("--batch-size", type=int, default=2048)

@@ -1,6 +1,6 @@
 """``python -m training noble --data DIR --out DIR ...``: train a NObLe ensemble on UJIIndoorLoc.
 
-Writes ``DIR/checkpoint.pt`` (layout in ``training.noble_train``) and ``DIR/metrics.json``: the standard
+Writes ``DIR/checkpoint.pt`` (layout in ``training.noble.train``) and ``DIR/metrics.json``: the standard
 validation file's metrics with the top-k decode at the top level (``mean_error_m``, ``median_error_m``,
 ``p75_error_m``, ``p95_error_m``, ``building_hit``, ``floor_hit``, ``evaal_error_m``), the same under
 ``decodes`` for both decodes, ``parameter_bytes``, ``train_seconds`` and the configuration. With
@@ -24,18 +24,18 @@ from typing import Any, NoReturn
 
 import torch
 
-from training.checkpoint import write_metrics
-from training.noble import Decode, NobleLocalizer
-from training.noble_data import UjiSplit, load_splits, user_holdout, write_synthetic_uji
-from training.noble_metrics import evaluate
-from training.noble_train import NobleTrainConfig, predict, save_noble, train_noble
+from training.dlrm.checkpoint import write_metrics
+from training.noble.data import UjiSplit, load_splits, user_holdout, write_synthetic_uji
+from training.noble.metrics import evaluate
+from training.noble.model import Decode, NobleLocalizer
+from training.noble.train import NobleTrainConfig, predict, save_noble, train_noble
 
 logger = logging.getLogger(__name__)
 
 VERIFY_ROWS = 256  # validation rows kept in the checkpoint so an export can be verified without the data
 DEMO_MEMBERS = 1
 DEMO_EPOCHS = 15
-SHARED_UJI = Path(__file__).resolve().parents[2] / "shared" / "data" / "ujiindoorloc"
+SHARED_UJI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ujiindoorloc"
 
 
 def _floats(text: str) -> tuple[float, ...]:

@@ -25,13 +25,13 @@ import torch
 import torch.distributed as dist
 
 from kernels.reference import InvalidIdError
-from training import budget as sizing
-from training import checkpoint as ckpt
-from training.dlrm import DLRM, DLRMConfig, Preset
-from training.embeddings import CompressedEmbedding, Method, TableEmbedding
-from training.factory import EmbeddingSpec, build_embedding, full_bytes
-from training.signatures import SetKind
-from training.trainer import AnySplit, Split, TrainConfig, Trainer
+from training.dlrm import budget as sizing
+from training.dlrm import checkpoint as ckpt
+from training.dlrm.embeddings import CompressedEmbedding, Method, TableEmbedding
+from training.dlrm.factory import EmbeddingSpec, build_embedding, full_bytes
+from training.dlrm.model import DLRM, DLRMConfig, Preset
+from training.dlrm.signatures import SetKind
+from training.dlrm.trainer import AnySplit, Split, TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
 

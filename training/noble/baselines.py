@@ -1,6 +1,6 @@
 """Localization baselines in the NObLe harness: weighted kNN on powed RSSI, and MLP coordinate regression.
 
-- ``WeightedKnn``: Euclidean distance between powed fingerprints (``training.noble.powed_rssi``), the k
+- ``WeightedKnn``: Euclidean distance between powed fingerprints (``training.noble.model.powed_rssi``), the k
   nearest training rows weighted by 1 / distance; position = weighted mean, building and floor =
   weighted vote. k = 3 gives 8.40 m mean 2D error on the UJIIndoorLoc validation file.
 - ``RegressionNet``: the NObLe body (powed input, MLP with batch norm and dropout) regressing the local
@@ -21,10 +21,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from training.noble import FLOORS_PER_BUILDING, NUM_APS, PowedRssi, powed_rssi
-from training.noble_data import UjiSplit
-from training.noble_metrics import Predictions
-from training.noble_train import NobleTrainConfig, augment
+from training.noble.data import UjiSplit
+from training.noble.metrics import Predictions
+from training.noble.model import FLOORS_PER_BUILDING, NUM_APS, PowedRssi, powed_rssi
+from training.noble.train import NobleTrainConfig, augment
 
 logger = logging.getLogger(__name__)
 

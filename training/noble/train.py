@@ -32,7 +32,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from training.noble import (
+from training.noble.data import UjiSplit
+from training.noble.metrics import Predictions
+from training.noble.model import (
     FLOORS_PER_BUILDING,
     NOT_DETECTED,
     CellGrid,
@@ -41,8 +43,6 @@ from training.noble import (
     NobleLocalizer,
     NobleNet,
 )
-from training.noble_data import UjiSplit
-from training.noble_metrics import Predictions
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m training.results_noble``: reproduce docs/results/noble.md, noble.json and noble_*.png.
+"""``python -m training.noble.results``: reproduce docs/results/noble.md, noble.json and noble_*.png.
 
 Stages (each timed): WiFi baselines (weighted kNN, MLP regression), NObLe variants and the final ensemble
 on the standard UJIIndoorLoc validation file, model selection on training users held out, and the
@@ -20,21 +20,28 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from training import noble_plots
-from training.imu_pdr import PdrConfig
-from training.imu_sim import SimConfig, floor_graphs, simulate
-from training.imu_tracker import Tracker, TrackerConfig, TrackerHead, WalkSet, error_by_distance, make_walkset
-from training.localization_baselines import CoordinateRegressor, KnnConfig, WeightedKnn
-from training.noble import FLOORS_PER_BUILDING, Decode, NobleLocalizer, NobleNet
-from training.noble_data import UjiSplit, load_splits, user_holdout
-from training.noble_metrics import Predictions, errors_2d, evaluate
-from training.noble_results_doc import write_markdown
-from training.noble_train import NobleTrainConfig, predict, save_noble, train_noble
+from training.imu.pdr import PdrConfig
+from training.imu.simulator import SimConfig, floor_graphs, simulate
+from training.imu.trackers import (
+    Tracker,
+    TrackerConfig,
+    TrackerHead,
+    WalkSet,
+    error_by_distance,
+    make_walkset,
+)
+from training.noble import plots as noble_plots
+from training.noble.baselines import CoordinateRegressor, KnnConfig, WeightedKnn
+from training.noble.data import UjiSplit, load_splits, user_holdout
+from training.noble.metrics import Predictions, errors_2d, evaluate
+from training.noble.model import FLOORS_PER_BUILDING, Decode, NobleLocalizer, NobleNet
+from training.noble.results_doc import write_markdown
+from training.noble.train import NobleTrainConfig, predict, save_noble, train_noble
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ujiindoorloc"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ujiindoorloc"
 DISTANCE_MARKS_M = (10.0, 25.0, 50.0, 75.0, 100.0)
 
 
@@ -207,7 +214,7 @@ def run(config: ResultsConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.results_noble",
+    parser = argparse.ArgumentParser(prog="python -m training.noble.results",
                                      description="Reproduce docs/results/noble.md, noble.json and the PNGs.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UJIIndoorLoc folder")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 
 from kernels import reference as ref
-from training import hashing
-from training.budget import FLOAT_BYTES, INT64_BYTES, full_table_bytes, hash_param_bytes
+from training.dlrm import hashing
+from training.dlrm.budget import FLOAT_BYTES, INT64_BYTES, full_table_bytes, hash_param_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -342,7 +342,7 @@ class Signatures:
 class LmaEmbedding(RobeEmbedding):
     """LMA: ROBE-Z whose block offsets hash codes built from each value's minhash signature.
 
-    Values with a learned signature (``signatures``, from ``training.signatures.learn_signatures``) share
+    Values with a learned signature (``signatures``, from ``training.dlrm.signatures.learn_signatures``) share
     memory with values whose training rows overlap; other values get ``h(f, t, v) mod 16`` keys.
 
     Example:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from training.budget import format_size
+from training.dlrm.budget import format_size
 
 logger = logging.getLogger(__name__)
 

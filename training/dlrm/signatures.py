@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from kernels import reference as ref
-from training.embeddings import Signatures
+from training.dlrm.embeddings import Signatures
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""``python -m training.results_dlrm``: the AUC-vs-memory grid of docs/results (``make results-dlrm``).
+"""``python -m training.dlrm.results``: the AUC-vs-memory grid of docs/results (``make results-dlrm``).
 
 Trains full tables, the hashing trick, ROBE (Z = 1 and Z = d) and LMA at 16x, 100x and 1000x compression on
 
@@ -11,7 +11,7 @@ then writes docs/results/dlrm.json, the tables of docs/results/dlrm.md and dlrm_
 Each run lives in ``runs/results/<dataset>/<run>/``: a finished run (metrics.json present) is skipped and an
 interrupted one resumes from its checkpoint, so the script can be stopped and restarted at will (run it with
 ``nice``). With the synthetic set it also measures CPU training throughput, full vs the compressed methods
-alternating (``python -m training.throughput``), into ``runs/results/throughput_cpu.json``.
+alternating (``python -m training.dlrm.throughput``), into ``runs/results/throughput_cpu.json``.
 """
 
 from __future__ import annotations
@@ -30,9 +30,10 @@ from typing import Any
 
 from tqdm import tqdm
 
-from training import dlrm_cli, throughput
 from training.data.shards import prepare
-from training.results_report import write_report
+from training.dlrm import cli as dlrm_cli
+from training.dlrm import throughput
+from training.dlrm.results_report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +185,7 @@ def _run_process(job: Job, cache: Path, device: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.results_dlrm", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m training.dlrm.results", description=__doc__)
     parser.add_argument("--only", action="append", choices=["synthetic", "criteo_15k", "avazu_9k"],
                         help="run only this dataset (repeatable)")
     parser.add_argument("--shared-data", type=Path, default=Path("../shared/data"))

@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from training import budget as sizing
-from training.embeddings import (
+from training.dlrm import budget as sizing
+from training.dlrm.embeddings import (
     CompressedEmbedding,
     FullConfig,
     FullEmbedding,
@@ -33,7 +33,7 @@ from training.embeddings import (
     Signatures,
     build_vocabulary,
 )
-from training.signatures import SetKind, learn_signatures
+from training.dlrm.signatures import SetKind, learn_signatures
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class EmbeddingSpec:
         keys_per_block: LMA's k.
         signature_fraction: LMA's share of the budget for signatures.
         signature_rows: rows sampled to learn LMA signatures.
-        signature_sets: LMA's set of each value (``training.signatures.SetKind``).
+        signature_sets: LMA's set of each value (``training.dlrm.signatures.SetKind``).
     """
 
     method: Method
@@ -130,7 +130,7 @@ def _build_lma(spec: EmbeddingSpec, embedding_dim: int, block_size: int, categor
 
 
 def embedding_state(module: CompressedEmbedding) -> dict[str, Any]:
-    """The checkpoint's ``embedding`` section (see ``training.checkpoint``)."""
+    """The checkpoint's ``embedding`` section (see ``training.dlrm.checkpoint``)."""
     params = module.hash_params()
     return {
         "method": module.method.value,

@@ -1,0 +1,1 @@
+"""DLRM: compressed embeddings (full, hashing trick, ROBE-Z, LMA), the model, its trainer and results."""

@@ -1,0 +1,1 @@
+"""IMU tracking: the walk simulator, pedestrian dead reckoning and the trackers."""

@@ -1,0 +1,1 @@
+"""NObLe: localization as classification over fine cells of the floor plan."""
