@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
-from service.synthetic import CtrShape, ctr_model, localization_model, write_entry
+from loadtest.synthetic import CtrShape, ctr_model, localization_model, write_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-token"

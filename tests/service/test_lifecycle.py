@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from service_helpers import ServiceProcess, copy_repository, ctr_batch, ctr_infer_body
 
+from loadtest.synthetic import CtrShape, ctr_model, write_entry
 from service.config import Settings
 from service.state import AppState
-from service.synthetic import CtrShape, ctr_model, write_entry
 
 
 async def _burst(url: str, count: int) -> list[httpx.Response]:

@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 from service_helpers import ADMIN_TOKEN, Reference, ServiceProcess, copy_repository, ctr_batch, ctr_infer_body
 
-from service.synthetic import CtrShape, ctr_model, write_entry
+from loadtest.synthetic import CtrShape, ctr_model, write_entry
 
 AUTH = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 CLIENTS = 4

@@ -12,6 +12,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from loadtest.synthetic import CtrShape, ctr_model, write_entry
 from service.repository import (
     ManifestError,
     Preprocessing,
@@ -21,7 +22,6 @@ from service.repository import (
     version_sort_key,
 )
 from service.runtime import CPU, LoadError, OnnxModel, RuntimeConfig, resolve_providers
-from service.synthetic import CtrShape, ctr_model, write_entry
 
 CPU_ONLY = RuntimeConfig((CPU,), intra_op_threads=1)
 

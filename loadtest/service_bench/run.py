@@ -28,8 +28,8 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
-from service.bench.load import LoadResult, build_request, closed_loop, open_loop, percentile
-from service.synthetic import CtrShape, ctr_model, write_entry
+from loadtest.service_bench.load import LoadResult, build_request, closed_loop, open_loop, percentile
+from loadtest.synthetic import CtrShape, ctr_model, write_entry
 
 HOST = "127.0.0.1"
 MODEL = "dlrm-bench"

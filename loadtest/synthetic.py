@@ -1,6 +1,6 @@
 """Synthetic repository entries built with ``onnx.helper`` (standard ops only, random weights).
 
-Used by the service tests (tiny models) and by ``python -m service.bench`` (a DLRM-sized MLP). Needs
+Used by the service tests (tiny models) and by ``python -m loadtest.service_bench`` (a DLRM-sized MLP). Needs
 the ``onnx`` package, which the service itself never imports. Tensor names follow the repository
 convention shared with ``export/``: CTR ``dense``/``categorical`` -> ``probability``; localization
 ``rssi`` -> ``longitude``, ``latitude``, ``floor``, ``building``.

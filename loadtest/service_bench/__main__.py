@@ -1,4 +1,4 @@
-"""``python -m service.bench [--clients 64] [--samples-per-request 128] [--seconds 10] [--out FILE]``."""
+"""``python -m loadtest.service_bench [--clients 64] [--samples-per-request 128] [--seconds 10]``."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import sys
 from pathlib import Path
 
-from service.bench.run import BenchConfig, Encoding, run_bench
+from loadtest.service_bench.run import BenchConfig, Encoding, run_bench
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m service.bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m loadtest.service_bench", description=__doc__)
     defaults = BenchConfig()
     parser.add_argument("--clients", type=int, default=defaults.clients)
     parser.add_argument("--samples-per-request", type=int, default=defaults.samples_per_request)
