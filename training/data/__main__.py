@@ -20,7 +20,7 @@ from typing import NoReturn
 from training.data.errors import DataError
 from training.data.readers import DataFormat
 from training.data.shards import SplitFractions, prepare, preprocess
-from training.data.stats import collect_stats, format_stats, plot_rank_frequency
+from training.data.stats import DEPENDENCY_ROWS, collect_stats, format_stats, plot_rank_frequency
 from training.data.synth_config import SynthConfig
 from training.data.synth_file import DEFAULT_CHUNK_ROWS, write_synth_criteo
 
@@ -82,13 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", type=Path, required=True, help="output path; gzip when it ends in .gz")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--chunk-rows", type=int, default=DEFAULT_CHUNK_ROWS)
+    synth.add_argument(
+        "--null-control",
+        action="store_true",
+        help="generator v1 (no rarity decay, head shares or aliases): the null control, same bytes as before",
+    )
     for item in dataclasses.fields(SynthConfig):
-        synth.add_argument(
-            f"--{item.name.replace('_', '-')}",
-            type=type(item.default),
-            default=item.default,
-            help=f"default {item.default}",
-        )
+        name = f"--{item.name.replace('_', '-')}"
+        if isinstance(item.default, bool):
+            synth.add_argument(name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"default {item.default} (v2), off with --null-control")
+        else:
+            synth.add_argument(name, type=type(item.default), default=None, help=f"default {item.default}")
 
     stats = commands.add_parser("stats", help="per-feature cardinality, skew, missing rates, positive rate")
     stats.add_argument("paths", type=Path, nargs="+")
@@ -96,11 +101,20 @@ def _parser() -> argparse.ArgumentParser:
     stats.add_argument("--json", action="store_true", help="print JSON instead of tables")
     stats.add_argument("--plot", type=Path, help="write a rank-frequency PNG comparing the files")
     stats.add_argument("--plot-features", default=PLOT_FEATURES)
+    stats.add_argument("--dependencies", action="store_true",
+                       help="also the dependency rates between features (first --dependency-rows rows)")
+    stats.add_argument("--dependency-rows", type=int, default=DEPENDENCY_ROWS,
+                       help=f"default {DEPENDENCY_ROWS}, the real Criteo sample's size")
     return parser
 
 
 def _synth(args: argparse.Namespace) -> None:
-    config = SynthConfig(**{item.name: getattr(args, item.name) for item in dataclasses.fields(SynthConfig)})
+    given = {
+        item.name: getattr(args, item.name)
+        for item in dataclasses.fields(SynthConfig)
+        if getattr(args, item.name) is not None
+    }
+    config = SynthConfig.null_control(**given) if args.null_control else SynthConfig(**given)
     started = time.perf_counter()
     meta = write_synth_criteo(args.out, args.rows, args.seed, config, args.chunk_rows)
     print(
@@ -110,7 +124,8 @@ def _synth(args: argparse.Namespace) -> None:
 
 
 def _stats(args: argparse.Namespace) -> None:
-    all_stats = [collect_stats(path, args.format) for path in args.paths]
+    dependency_rows = args.dependency_rows if args.dependencies else 0
+    all_stats = [collect_stats(path, args.format, dependency_rows) for path in args.paths]
     if args.json:
         print(json.dumps([stats.to_dict() for stats in all_stats], indent=2))
     else:

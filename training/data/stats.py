@@ -7,6 +7,14 @@ Skew is reported two ways for each categorical feature:
 - ``zipf_exponent``: minus the least-squares slope of log(count) on log(rank) over the ranks whose
   count is at least ``MIN_FIT_COUNT`` (the flat tail of values seen once or twice says nothing about the
   law); absent when fewer than ``MIN_FIT_POINTS`` ranks qualify.
+
+``top_value_share`` is the share of the rows with a value that hold the single most frequent value.
+
+Dependency rates (``dependency_rates``, ``stats --dependencies``): for features A and B, over the rows
+where both are present and A's value occurs at least twice (in the first ``DEPENDENCY_ROWS`` rows, the
+real sample's size, so files of any length compare at equal size), the share of rows whose B value is the
+most common B value among the rows with that A value. 1 means A's value determines B's; a feature B
+whose own most frequent value is common scores high anyway, so read it beside B's ``top_value_share``.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 MIN_FIT_COUNT = 5
 MIN_FIT_POINTS = 10
+DEPENDENCY_ROWS = 15_764  # rows of ../shared/data/criteo/criteo_15k.tsv.gz
 MERGE_EVERY = 16  # chunks of (value, count) pairs kept per feature before they are merged
 
 IntArray = npt.NDArray[np.int64]
@@ -41,6 +50,7 @@ class FeatureStats:
         missing_rate: share of rows where it is missing.
         top1_share: share of present rows covered by the top 1% of values.
         zipf_exponent: fitted rank-frequency exponent, or None (module docstring).
+        top_value_share: share of present rows holding the most frequent value.
     """
 
     name: str
@@ -48,6 +58,7 @@ class FeatureStats:
     missing_rate: float
     top1_share: float
     zipf_exponent: float | None
+    top_value_share: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,8 @@ class DatasetStats:
         dense_missing: name -> share of rows where the dense feature is missing.
         features: per categorical feature.
         counts: per categorical feature, the value counts sorted in decreasing order (for plots).
+        dependencies: [A][B] dependency rate (module docstring) on the first rows, when asked for.
+        dependency_rows: rows the dependency rates were measured on.
     """
 
     path: Path
@@ -69,9 +82,19 @@ class DatasetStats:
     dense_missing: dict[str, float]
     features: list[FeatureStats]
     counts: list[IntArray] = field(repr=False)
+    dependencies: npt.NDArray[np.float64] | None = field(default=None, repr=False)
+    dependency_rows: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        extra: dict[str, Any] = {}
+        if self.dependencies is not None:
+            extra = {
+                "dependency_rows": self.dependency_rows,
+                "dependencies": [
+                    [None if np.isnan(x) else round(float(x), 4) for x in row] for row in self.dependencies
+                ],
+            }
+        return extra | {
             "path": str(self.path),
             "rows": self.rows,
             "positive_rate": self.positive_rate,
@@ -122,15 +145,47 @@ def top_share(counts: IntArray, fraction: float = 0.01) -> float:
     return float(counts[:top].sum() / counts.sum())
 
 
-def collect_stats(path: Path, data_format: DataFormat | None = None) -> DatasetStats:
-    """Read ``path`` once and compute its statistics."""
+def dependency_rates(categorical: IntArray, min_count: int = 2) -> npt.NDArray[np.float64]:
+    """[A, B] dependency rates between the columns of ``categorical`` (0 = missing; module docstring).
+
+    NaN where no value of A occurs ``min_count`` times among the rows where both are present.
+    """
+    columns = categorical.shape[1]
+    rates = np.full((columns, columns), np.nan)
+    for a in range(columns):
+        for b in range(columns):
+            if a == b:
+                continue
+            both = (categorical[:, a] != 0) & (categorical[:, b] != 0)
+            x, y = categorical[both, a], categorical[both, b]
+            _, index, counts = np.unique(x, return_inverse=True, return_counts=True)
+            repeated = counts[index] >= min_count
+            if not repeated.any():
+                continue
+            pairs, pair_counts = np.unique(
+                np.stack([index[repeated], y[repeated]], axis=1), axis=0, return_counts=True
+            )
+            best = np.zeros(counts.size, dtype=np.int64)
+            np.maximum.at(best, pairs[:, 0], pair_counts)
+            rates[a, b] = best.sum() / repeated.sum()
+    return rates
+
+
+def collect_stats(
+    path: Path, data_format: DataFormat | None = None, dependency_rows: int = 0
+) -> DatasetStats:
+    """Read ``path`` once and compute its statistics (dependency rates on the first rows if > 0)."""
     data_format = sniff_format(path) if data_format is None else DataFormat(data_format)
     schema = SCHEMAS[data_format]
     counters = [_ValueCounter() for _ in schema.categorical]
     rows = positives = 0
     dense_missing = np.zeros(len(schema.dense), dtype=np.int64)
     categorical_missing = np.zeros(len(schema.categorical), dtype=np.int64)
+    head: list[IntArray] = []
     for batch in read_batches(path, data_format):
+        kept = sum(len(part) for part in head)
+        if kept < dependency_rows:
+            head.append(batch.categorical[: dependency_rows - kept].copy())
         rows += len(batch)
         positives += int(batch.labels.sum())
         dense_missing += np.isnan(batch.dense).sum(axis=0)
@@ -147,6 +202,7 @@ def collect_stats(path: Path, data_format: DataFormat | None = None) -> DatasetS
             round(float(missing) / rows_or_one, 4),
             round(top_share(count), 4),
             _rounded(zipf_exponent(count)),
+            round(float(count[0] / count.sum()), 4) if count.size else float("nan"),
         )
         for name, count, missing in zip(schema.categorical, counts, categorical_missing, strict=True)
     ]
@@ -157,6 +213,8 @@ def collect_stats(path: Path, data_format: DataFormat | None = None) -> DatasetS
         {name: round(float(m) / rows_or_one, 4) for name, m in zip(schema.dense, dense_missing, strict=True)},
         features,
         counts,
+        dependency_rates(np.concatenate(head)) if head else None,
+        sum(len(part) for part in head),
     )
 
 
@@ -169,16 +227,22 @@ def format_stats(stats: DatasetStats) -> str:
     lines = [
         f"{stats.path}: {stats.rows} rows, positive rate {stats.positive_rate:.4f}, "
         f"{sum(f.distinct for f in stats.features)} distinct categorical values",
-        f"{'feature':<18}{'distinct':>10}{'missing':>9}{'top1%':>8}{'zipf':>7}",
+        f"{'feature':<18}{'distinct':>10}{'missing':>9}{'top1%':>8}{'zipf':>7}{'top1':>7}",
     ]
     for feature in stats.features:
         exponent = "-" if feature.zipf_exponent is None else f"{feature.zipf_exponent:.2f}"
         lines.append(
             f"{feature.name:<18}{feature.distinct:>10}{feature.missing_rate:>9.4f}"
-            f"{feature.top1_share:>8.3f}{exponent:>7}"
+            f"{feature.top1_share:>8.3f}{exponent:>7}{feature.top_value_share:>7.3f}"
         )
     if stats.dense_missing:
         lines.append("dense missing: " + " ".join(f"{k}={v:.4f}" for k, v in stats.dense_missing.items()))
+    if stats.dependencies is not None:
+        names = [f.name for f in stats.features]
+        lines.append(f"dependency rates on the first {stats.dependency_rows} rows (row A, column B):")
+        lines.append(" " * 6 + "".join(f"{name:>6}" for name in names))
+        for name, row in zip(names, stats.dependencies, strict=True):
+            lines.append(f"{name:<6}" + "".join("     -" if np.isnan(x) else f"{x:6.2f}" for x in row))
     return "\n".join(lines)
 
 

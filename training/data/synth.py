@@ -35,12 +35,14 @@ import numpy as np
 import numpy.typing as npt
 
 from training.data.synth_config import (
+    ALIAS_GROUPS,
     CATEGORICAL_MISSING,
     DENSE_LOG_MEAN,
     DENSE_LOG_STD,
     DENSE_MISSING,
     KAGGLE_CARDINALITIES,
     NEGATIVE_I2_QUANTILE,
+    REAL_TOP1_SHARE,
     SynthConfig,
 )
 
@@ -55,6 +57,7 @@ SQRT3 = float(np.sqrt(3.0))
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,7 @@ class SynthRows:
 
 
 @dataclass(frozen=True)
-class _Draws:
+class Draws:
     """The random inputs of some rows, before the label model."""
 
     topics: IntArray
@@ -128,7 +131,45 @@ class SyntheticCriteo:
         self.dense_topic = rng.standard_normal((cfg.num_topics, NUM_DENSE))
         weights = rng.standard_normal(NUM_DENSE)
         self.dense_weights = cfg.dense_std * weights / np.sqrt(np.sum(weights**2))
+        self._init_v2()
         self.bias = self._calibrate_bias()
+
+    def _init_v2(self) -> None:
+        """Generator v2 parameters, from their own random stream so that the v1 draws stay unchanged."""
+        cfg = self.config
+        rng = np.random.default_rng([self.seed, 4])
+        self.alias_keys = rng.integers(0, 1 << 63, NUM_CATEGORICAL, dtype=np.int64).astype(np.uint64)
+        self.groups = ALIAS_GROUPS if cfg.aliases else ()
+        zipf_top = np.array([_zipf_rank1_mass(int(k), float(e)) for k, e in
+                             zip(self.cardinalities, self.exponents, strict=True)])
+        target = np.array(REAL_TOP1_SHARE) if cfg.head_share else np.zeros(NUM_CATEGORICAL)
+        # rank 1 with probability q, else the Zipf draw: q + (1 - q) * zipf_top = target
+        self.head_mass = np.clip((target - zipf_top) / (1.0 - zipf_top), 0.0, 1.0)
+        top = self.head_mass + (1.0 - self.head_mass) * zipf_top  # each feature's own top-value share
+        # an alias copy is rank 1 for this share of the leader's values (which bring their own rank 1)
+        self.alias_head = np.zeros(NUM_CATEGORICAL)
+        for leader, members in self.groups:
+            for g, _ in members:
+                self.alias_head[g] = np.clip((target[g] - top[leader]) / (1.0 - top[leader]), 0.0, 1.0)
+        self.rarity_norm = np.ones(NUM_CATEGORICAL)
+        if cfg.rarity_decay:
+            for f in range(NUM_CATEGORICAL):
+                ranks = np.arange(1, int(self.cardinalities[f]) + 1, dtype=np.float64)
+                law = ranks ** -self.exponents[f]
+                law /= law.sum()
+                # row-weighted mean of the rank scale below, so each feature keeps unit mean variance
+                self.rarity_norm[f] = float(np.sum(law * ranks ** (-self.exponents[f] * cfg.rarity_decay)))
+
+    def rarity_scale(self, f: int, ranks: IntArray) -> FloatArray:
+        """Standard deviation of the own effects of feature ``f``'s values of these ranks (v2; 1 in v1).
+
+        The variance is proportional to the value's Zipf probability to the power ``rarity_decay``,
+        normalised so that its mean over rows (under the Zipf law) is 1.
+        """
+        if not self.config.rarity_decay:
+            return np.ones(ranks.shape)
+        exponent = -0.5 * self.exponents[f] * self.config.rarity_decay
+        return ranks.astype(np.float64) ** exponent / np.sqrt(self.rarity_norm[f])
 
     def _draw_pairs(self, rng: np.random.Generator) -> list[tuple[int, int]]:
         candidates = np.flatnonzero(self.cardinalities >= MIN_PAIR_CARDINALITY)
@@ -143,7 +184,14 @@ class SyntheticCriteo:
 
     def parameters(self) -> dict[str, Any]:
         """The drawn parameters worth recording beside the data (JSON-ready)."""
-        return {
+        v2 = {} if self.config.is_null_control else {
+            "head_mass": np.round(self.head_mass, 4).tolist(),
+            "alias_groups": [
+                {"leader": f"C{leader + 1}", "members": {f"C{g + 1}": p for g, p in members}}
+                for leader, members in self.groups
+            ],
+        }
+        return v2 | {
             "cardinalities": self.cardinalities.tolist(),
             "zipf_exponents": np.round(self.exponents, 4).tolist(),
             "clusters": self.clusters.tolist(),
@@ -167,14 +215,23 @@ class SyntheticCriteo:
             )
         )
 
+    def block_draws(self, index: int) -> Draws:
+        """The random inputs of block ``index`` (rows ``index * BLOCK_ROWS`` onwards)."""
+        return self._draw(
+            np.random.default_rng([self.seed, 1, index]),
+            BLOCK_ROWS,
+            np.random.default_rng([self.seed, 3, index]),
+        )
+
     def _block(self, index: int) -> SynthRows:
-        draws = self._draw(np.random.default_rng([self.seed, 1, index]), BLOCK_ROWS)
+        draws = self.block_draws(index)
         logits = self.bias + self._raw_logits(draws)
         labels = (draws.label_uniform < 1.0 / (1.0 + np.exp(-logits))).astype(np.int8)
         ids = np.where(draws.present, _mix32(draws.ranks ^ self.id_keys), 0)
         return SynthRows(labels, draws.dense, ids, logits, draws.topics)
 
-    def _draw(self, rng: np.random.Generator, rows: int) -> _Draws:
+    def _draw(self, rng: np.random.Generator, rows: int, extra: np.random.Generator) -> Draws:
+        """``rng`` draws everything v1 drew (in v1's order); ``extra`` what v2 adds."""
         cfg = self.config
         topics = rng.choice(cfg.num_topics, size=rows, p=self.topic_probs)
         follow = rng.random((rows, NUM_CATEGORICAL)) < cfg.topic_affinity
@@ -186,15 +243,24 @@ class SyntheticCriteo:
         ranks = np.empty((rows, NUM_CATEGORICAL), dtype=np.int64)
         for f in range(NUM_CATEGORICAL):
             ranks[:, f] = self._ranks(f, topics, follow[:, f], uniform[:, f])
+        for leader, members in self.groups:
+            copies = extra.random((rows, len(members))) < np.array([p for _, p in members])
+            for column, (g, _) in enumerate(members):
+                alias = self._alias_ranks(g, leader, ranks[:, leader])
+                ranks[:, g] = np.where(copies[:, column], alias, ranks[:, g])
         dense = self._dense(topics, noise)
         dense[~dense_present] = np.nan
-        return _Draws(topics, ranks, present, dense, label_uniform)
+        return Draws(topics, ranks, present, dense, label_uniform)
 
     def _ranks(
         self, f: int, topics: IntArray, follow: npt.NDArray[np.bool_], uniform: FloatArray
     ) -> IntArray:
         """Value ranks (1 = most frequent) of feature ``f``: Zipf, or Zipf within the topic cluster."""
         size, groups, exponent = int(self.cardinalities[f]), int(self.clusters[f]), float(self.exponents[f])
+        head = float(self.head_mass[f])
+        if head:
+            on_head = uniform < head
+            uniform = np.where(on_head, 0.0, (uniform - head) / (1.0 - head))
         ranks = _zipf_ranks(uniform, np.full(uniform.shape, size), exponent)
         if groups > 1:
             cluster = topics % groups
@@ -203,7 +269,20 @@ class SyntheticCriteo:
             ) // groups + 1  # ranks r <= size with (r - 1) mod groups == cluster
             within = _zipf_ranks(uniform, cluster_size, exponent)
             ranks = np.where(follow, (within - 1) * groups + cluster + 1, ranks)
+        if head:
+            ranks = np.where(on_head, 1, ranks)
         return ranks
+
+    def _alias_ranks(self, g: int, leader: int, leader_ranks: IntArray) -> IntArray:
+        """Feature ``g``'s value for each value of its group's leader (a deterministic function).
+
+        The rank is kept (wrapped modulo ``g``'s cardinality), so frequent leader values map to frequent
+        values of ``g`` and members of one group agree with each other; a hashed uniform of the leader
+        value, shared by the group, sends a ``head_mass`` share of the leader values to rank 1.
+        """
+        uniform = 0.5 + _value_noise(self.alias_keys[leader], leader_ranks, 0, 1)[:, 0] / (2 * SQRT3)
+        wrapped = (leader_ranks - 1) % int(self.cardinalities[g]) + 1
+        return np.where(uniform < self.alias_head[g], 1, wrapped)
 
     def _dense(self, topics: IntArray, noise: FloatArray) -> FloatArray:
         share = self.config.dense_topic_share
@@ -213,16 +292,21 @@ class SyntheticCriteo:
         counts[:, 1] = np.where(z[:, 1] < NEGATIVE_I2_QUANTILE, -1.0, counts[:, 1])
         return counts
 
-    def _raw_logits(self, draws: _Draws) -> FloatArray:
-        """The planted logit without the bias, from observed fields only."""
+    def _raw_logits(self, draws: Draws, keep: list[BoolArray] | None = None) -> FloatArray:
+        """The planted logit without the bias, from observed fields only.
+
+        ``keep[f][rank]`` False drops that value's own effect (first-order and latent), leaving its
+        cluster part: what the oracle of ``training.data.oracle`` gives a value a budget cannot hold.
+        """
         share = self.config.cluster_share
         logits = np.zeros(draws.ranks.shape[0])
         for f in range(NUM_CATEGORICAL):
             cluster = (draws.ranks[:, f] - 1) % self.clusters[f]
             own = _value_noise(self.noise_keys[f], draws.ranks[:, f], 0, 1)[:, 0]
+            own = own * self._own_scale(f, draws.ranks[:, f], keep)
             weight = np.sqrt(share) * self.cluster_effects[f, cluster] + np.sqrt(1 - share) * own
             logits += np.where(draws.present[:, f], self.first_order_scale[f] * weight, 0.0)
-        latents = {f: self._latent(f, draws) for pair in self.pairs for f in pair}
+        latents = {f: self._latent(f, draws, keep) for pair in self.pairs for f in pair}
         for matrix, (f, g) in zip(self.pair_matrices, self.pairs, strict=True):
             logits += self.pair_scale * np.einsum("ni,ij,nj->n", latents[f], matrix, latents[g])
         standardised = (
@@ -231,18 +315,31 @@ class SyntheticCriteo:
         logits += np.where(np.isnan(draws.dense), 0.0, standardised) @ self.dense_weights
         return logits
 
-    def _latent(self, f: int, draws: _Draws) -> FloatArray:
+    def _own_scale(self, f: int, ranks: IntArray, keep: list[BoolArray] | None) -> FloatArray | float:
+        """Multiplier of the own part of values: rarity scale (v2), times 0 where ``keep`` drops them."""
+        scale: FloatArray | float = self.rarity_scale(f, ranks) if self.config.rarity_decay else 1.0
+        if keep is not None:
+            scale = scale * keep[f][ranks]
+        return scale
+
+    def _latent(self, f: int, draws: Draws, keep: list[BoolArray] | None = None) -> FloatArray:
         """Latent vectors of feature ``f``'s values: (N, latent_dim), zero where missing."""
         share = self.config.cluster_share
         ranks = draws.ranks[:, f]
         cluster = (ranks - 1) % self.clusters[f]
         own = _value_noise(self.noise_keys[f], ranks, 1, self.config.latent_dim)
+        scale = self._own_scale(f, ranks, keep)
+        if not isinstance(scale, float):
+            own = own * scale[:, None]
         latent = np.sqrt(share) * self.topic_directions[cluster] + np.sqrt(1 - share) * own
         return latent * draws.present[:, f, None]
 
     def _calibrate_bias(self) -> float:
         """Bias giving ``positive_rate`` mean probability on a calibration sample (bisection)."""
-        raw = self._raw_logits(self._draw(np.random.default_rng([self.seed, 2]), CALIBRATION_ROWS))
+        draws = self._draw(
+            np.random.default_rng([self.seed, 2]), CALIBRATION_ROWS, np.random.default_rng([self.seed, 5])
+        )
+        raw = self._raw_logits(draws)
         low, high = -30.0, 30.0
         for _ in range(60):
             middle = (low + high) / 2
@@ -259,6 +356,12 @@ def _zipf_ranks(uniform: FloatArray, sizes: IntArray, exponent: float) -> IntArr
     top = (sizes + 1.0) ** power
     ranks = np.floor((1.0 - uniform * (1.0 - top)) ** (1.0 / power)).astype(np.int64)
     return np.clip(ranks, 1, sizes)
+
+
+def _zipf_rank1_mass(size: int, exponent: float) -> float:
+    """Probability that ``_zipf_ranks`` returns 1 (continuous law on [1, size + 1), floored)."""
+    power = 1.0 - exponent
+    return float((2.0**power - 1.0) / ((size + 1.0) ** power - 1.0)) if size > 1 else 1.0
 
 
 def _mix32(values: IntArray) -> IntArray:

@@ -22,6 +22,23 @@ DENSE_MISSING = (0.4362, 0.0057, 0.2092, 0.2255, 0.0665, 0.2334, 0.0466, 0.0007,
 DENSE_LOG_MEAN = (0.959, 2.287, 2.177, 1.792, 7.039, 3.265, 1.478, 2.083, 3.448, 0.36, 0.895, 1.989, 1.829)
 DENSE_LOG_STD = (1.095, 2.219, 1.243, 1.051, 3.025, 1.935, 1.377, 1.262, 1.723, 0.395, 0.756, 3.421, 1.03)
 NEGATIVE_I2_QUANTILE = -1.32  # I2 is -1 below this z-score (9.3% of the real sample's I2 values are < 0)
+# Share of the present rows holding each feature's most frequent value in the same file (`python -m
+# training.data stats`, column top1); generator v2 gives rank 1 at least this share (``head_share``).
+REAL_TOP1_SHARE = (0.466, 0.114, 0.038, 0.055, 0.624, 0.467, 0.01, 0.55, 0.837, 0.244, 0.024, 0.038, 0.022,
+                   0.345, 0.015, 0.039, 0.425, 0.04, 0.54, 0.313, 0.038, 0.402, 0.433, 0.062, 0.253, 0.072)
+# Aliased feature groups of generator v2 (0-based columns: 2 = C3): (leader, ((member, determinism), ...)).
+# A member copies a deterministic function of the leader's value with probability `determinism`; the
+# values are calibrated so that the dependency rates of a 15,764-row v2 file match those measured on the
+# real sample (`python -m training.data stats --dependencies`, docs/data.md): C3 -> C4 0.957,
+# C12 0.966, C16 0.997, C21 0.978, C24 0.998, C26 0.784; C7 -> C11 0.930, C13 0.979;
+# C15 -> C2 0.991, C14 0.998, C18 0.974. C3 -> C19 0.900, C20 0.845, C25 0.818 (whose own top values are
+# common: 0.54, 0.31, 0.25) are matched more loosely.
+ALIAS_GROUPS: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = (
+    (2, ((3, 0.96), (11, 0.97), (15, 0.99), (18, 0.8), (19, 0.8), (20, 0.98), (23, 0.99), (24, 0.75),
+         (25, 0.78))),
+    (6, ((10, 0.93), (12, 0.98))),
+    (14, ((1, 0.99), (13, 0.99), (17, 0.97))),
+)
 MAX_RANK = (1 << 31) - 1  # ranks must stay below 2^31 for the rank -> 32-bit id bijection
 
 
@@ -44,6 +61,11 @@ class SynthConfig:
         dense_std: standard deviation of the dense term.
         dense_topic_share: share of a dense feature's log variance explained by the row topic.
         positive_rate: target share of positive labels (the bias is calibrated to it).
+        rarity_decay: generator v2: the variance of a value's own effect is proportional to its Zipf
+            probability to this power (0: every value has the same variance, the null control).
+        head_share: generator v2: each feature's most frequent value holds at least the share measured on
+            the real sample (``REAL_TOP1_SHARE``); off in the null control.
+        aliases: generator v2: the aliased feature groups ``ALIAS_GROUPS``; off in the null control.
 
     Example:
         >>> SynthConfig(scale=0.01).cardinalities()[:4]
@@ -64,6 +86,20 @@ class SynthConfig:
     dense_std: float = 0.5
     dense_topic_share: float = 0.3
     positive_rate: float = 0.25
+    rarity_decay: float = 1.0
+    head_share: bool = True
+    aliases: bool = True
+
+    @classmethod
+    def null_control(cls, **overrides: object) -> SynthConfig:
+        """Generator v1, the null control: same bytes as before v2 for a given seed."""
+        values: dict[str, object] = {"rarity_decay": 0.0, "head_share": False, "aliases": False}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def is_null_control(self) -> bool:
+        return self.rarity_decay == 0 and not self.head_share and not self.aliases
 
     def __post_init__(self) -> None:
         exponents_ok = 0 < self.zipf_min <= self.zipf_max and not self.zipf_min <= 1 <= self.zipf_max
@@ -79,6 +115,7 @@ class SynthConfig:
             "term stds": min(self.first_order_std, self.pair_std, self.dense_std) >= 0,
             "dense_topic_share": 0 <= self.dense_topic_share <= 1,
             "positive_rate": 0 < self.positive_rate < 1,
+            "rarity_decay": 0 <= self.rarity_decay <= 4,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
