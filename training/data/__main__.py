@@ -3,7 +3,8 @@
 python -m training.data preprocess --format criteo --input FILE --out DIR [--split 0.8,0.1,0.1]
 python -m training.data prepare FILE [--cache-dir DIR]
 python -m training.data synth-criteo --rows N --out PATH --seed S [--scale X ...]
-python -m training.data stats PATH [PATH ...] [--json] [--plot PNG]
+python -m training.data stats PATH [PATH ...] [--json] [--plot PNG] [--dependencies]
+python -m training.data oracle --data PATH --budget-bytes B [B ...] [--compression X ...] --dim D --out JSON
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ def _parser() -> argparse.ArgumentParser:
         else:
             synth.add_argument(name, type=type(item.default), default=None, help=f"default {item.default}")
 
+    oracle = commands.add_parser(
+        "oracle", help="AUC of the planted logits of a synth-criteo file, whole and per memory budget"
+    )
+    oracle.add_argument("--data", type=Path, required=True, help="a file written by synth-criteo")
+    oracle.add_argument("--budget-bytes", type=int, nargs="+", default=[], metavar="B")
+    oracle.add_argument("--compression", type=float, nargs="+", default=[], metavar="X",
+                        help="budgets as ratios of the full-table bytes (values seen in train * dim * 4)")
+    oracle.add_argument("--dim", type=int, required=True)
+    oracle.add_argument("--split", default="test", choices=["train", "val", "test"])
+    oracle.add_argument("--out", type=Path, required=True, help="JSON output")
+
     stats = commands.add_parser("stats", help="per-feature cardinality, skew, missing rates, positive rate")
     stats.add_argument("paths", type=Path, nargs="+")
     stats.add_argument("--format", choices=formats)
@@ -137,6 +149,22 @@ def _stats(args: argparse.Namespace) -> None:
         logger.info("wrote %s", args.plot)
 
 
+def _oracle(args: argparse.Namespace) -> None:
+    from training.data.oracle import oracle_table
+
+    if not args.budget_bytes and not args.compression:
+        raise ValueError("give --budget-bytes or --compression (or both)")
+    table = oracle_table(args.data, args.budget_bytes, args.dim, args.split, compressions=args.compression)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(table, indent=2) + "\n")
+    print(f"ceiling AUC {table['ceiling_auc']:.4f}, no per-value effects {table['no_per_value_auc']:.4f}, "
+          f"full tables {table['full_table_bytes']} bytes ({table['distinct_train_values']} values x "
+          f"{args.dim} x 4)")
+    for row in table["rows"]:
+        print(f"  {row['budget_bytes']:>12} bytes ({row['compression']:g}x): {row['values_kept']:>9} values, "
+              f"AUC {row['auc']:.4f}")
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "preprocess":
         shards = preprocess(args.input, args.out, args.format, args.split)
@@ -145,6 +173,8 @@ def _run(args: argparse.Namespace) -> None:
         print(prepare(args.path, args.cache_dir).root)
     elif args.command == "synth-criteo":
         _synth(args)
+    elif args.command == "oracle":
+        _oracle(args)
     else:
         _stats(args)
 

@@ -319,7 +319,7 @@ class SyntheticCriteo:
         """Multiplier of the own part of values: rarity scale (v2), times 0 where ``keep`` drops them."""
         scale: FloatArray | float = self.rarity_scale(f, ranks) if self.config.rarity_decay else 1.0
         if keep is not None:
-            scale = scale * keep[f][ranks]
+            scale = np.where(keep[f][ranks], scale, 0.0)
         return scale
 
     def _latent(self, f: int, draws: Draws, keep: list[BoolArray] | None = None) -> FloatArray:
