@@ -169,7 +169,7 @@ def oracle_table(
     counts = train_counts(generator, sizes[SplitName.TRAIN])
     seen = int(sum(int(np.count_nonzero(c)) for c in counts))
     full_bytes = seen * dim * BYTES_PER_FLOAT
-    budgets = [(int(b), None) for b in budgets_bytes]
+    budgets: list[tuple[int, float | None]] = [(int(b), None) for b in budgets_bytes]
     budgets += [(int(full_bytes // c), float(c)) for c in compressions]
     budgets.sort(key=lambda item: item[0])
 
