@@ -142,6 +142,16 @@ class SyntheticCriteo:
         self.groups = ALIAS_GROUPS if cfg.aliases else ()
         zipf_top = np.array([_zipf_rank1_mass(int(k), float(e)) for k, e in
                              zip(self.cardinalities, self.exponents, strict=True)])
+        # a field that follows its topic draws within the topic's cluster: rank 1 only in cluster 0
+        cluster0 = np.array(
+            [self.topic_probs[np.arange(cfg.num_topics) % g == 0].sum() for g in self.clusters]
+        )
+        in_cluster0 = np.array([
+            _zipf_rank1_mass((int(k) - 1) // int(g) + 1, float(e))
+            for k, g, e in zip(self.cardinalities, self.clusters, self.exponents, strict=True)
+        ])
+        follow = np.where(self.clusters > 1, cfg.topic_affinity, 0.0)
+        zipf_top = (1.0 - follow) * zipf_top + follow * cluster0 * in_cluster0
         target = np.array(REAL_TOP1_SHARE) if cfg.head_share else np.zeros(NUM_CATEGORICAL)
         # rank 1 with probability q, else the Zipf draw: q + (1 - q) * zipf_top = target
         self.head_mass = np.clip((target - zipf_top) / (1.0 - zipf_top), 0.0, 1.0)
