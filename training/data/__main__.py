@@ -4,6 +4,7 @@ python -m training.data preprocess --format criteo --input FILE --out DIR [--spl
 python -m training.data prepare FILE [--cache-dir DIR]
 python -m training.data synth-criteo --rows N --out PATH --seed S [--scale X ...]
 python -m training.data stats PATH [PATH ...] [--json] [--plot PNG] [--dependencies]
+python -m training.data oracle-plot JSON [JSON ...] --labels A,B --out PNG
 python -m training.data oracle --data PATH --budget-bytes B [B ...] [--compression X ...] --dim D --out JSON
 """
 
@@ -21,7 +22,13 @@ from typing import NoReturn
 from training.data.errors import DataError
 from training.data.readers import DataFormat
 from training.data.shards import SplitFractions, prepare, preprocess
-from training.data.stats import DEPENDENCY_ROWS, collect_stats, format_stats, plot_rank_frequency
+from training.data.stats import (
+    DEPENDENCY_ROWS,
+    collect_stats,
+    format_stats,
+    plot_comparison,
+    plot_rank_frequency,
+)
 from training.data.synth_config import SynthConfig
 from training.data.synth_file import DEFAULT_CHUNK_ROWS, write_synth_criteo
 
@@ -107,12 +114,20 @@ def _parser() -> argparse.ArgumentParser:
     oracle.add_argument("--split", default="test", choices=["train", "val", "test"])
     oracle.add_argument("--out", type=Path, required=True, help="JSON output")
 
+    oplot = commands.add_parser("oracle-plot", help="plot oracle tables (JSON from `oracle`) side by side")
+    oplot.add_argument("tables", type=Path, nargs="+")
+    oplot.add_argument("--labels", help="comma-separated, one per table (default: file names)")
+    oplot.add_argument("--out", type=Path, required=True)
+
     stats = commands.add_parser("stats", help="per-feature cardinality, skew, missing rates, positive rate")
     stats.add_argument("paths", type=Path, nargs="+")
     stats.add_argument("--format", choices=formats)
     stats.add_argument("--json", action="store_true", help="print JSON instead of tables")
     stats.add_argument("--plot", type=Path, help="write a rank-frequency PNG comparing the files")
     stats.add_argument("--plot-features", default=PLOT_FEATURES)
+    stats.add_argument("--plot-compare", type=Path, metavar="PNG",
+                       help="top-value shares, dependency rates (--dependencies) vs the LAST file")
+    stats.add_argument("--labels", help="comma-separated names of the files in plots (default: file names)")
     stats.add_argument("--dependencies", action="store_true",
                        help="also the dependency rates between features (first --dependency-rows rows)")
     stats.add_argument("--dependency-rows", type=int, default=DEPENDENCY_ROWS,
@@ -142,11 +157,30 @@ def _stats(args: argparse.Namespace) -> None:
         print(json.dumps([stats.to_dict() for stats in all_stats], indent=2))
     else:
         print("\n\n".join(format_stats(stats) for stats in all_stats))
+    labels = _labels(args.labels, args.paths)
     if args.plot:
-        plot_rank_frequency(
-            all_stats, [path.name for path in args.paths], args.plot_features.split(","), args.plot
-        )
+        plot_rank_frequency(all_stats, labels, args.plot_features.split(","), args.plot)
         logger.info("wrote %s", args.plot)
+    if args.plot_compare:
+        plot_comparison(all_stats, labels, args.plot_compare)
+        logger.info("wrote %s", args.plot_compare)
+
+
+def _labels(text: str | None, paths: list[Path]) -> list[str]:
+    if text is None:
+        return [path.name for path in paths]
+    labels = text.split(",")
+    if len(labels) != len(paths):
+        raise ValueError(f"--labels names {len(labels)} files, {len(paths)} given")
+    return labels
+
+
+def _oracle_plot(args: argparse.Namespace) -> None:
+    from training.data.oracle import plot_oracle
+
+    tables = [json.loads(path.read_text()) for path in args.tables]
+    plot_oracle(tables, _labels(args.labels, args.tables), args.out)
+    print(f"wrote {args.out}")
 
 
 def _oracle(args: argparse.Namespace) -> None:
@@ -175,6 +209,8 @@ def _run(args: argparse.Namespace) -> None:
         _synth(args)
     elif args.command == "oracle":
         _oracle(args)
+    elif args.command == "oracle-plot":
+        _oracle_plot(args)
     else:
         _stats(args)
 

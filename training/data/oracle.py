@@ -207,3 +207,31 @@ def oracle_table(
         "no_per_value_auc": round(score(0), 6),
         "rows": rows,
     }
+
+
+def plot_oracle(tables: list[dict[str, Any]], labels: list[str], out: Path) -> None:
+    """Oracle AUC against the memory ratio (log x), with each table's ceiling and no-per-value lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axis = plt.subplots(figsize=(7, 4.4))
+    for index, (table, label) in enumerate(zip(tables, labels, strict=True)):
+        color = f"C{index}"
+        rows = sorted(table["rows"], key=lambda row: row["compression"])
+        axis.plot([r["compression"] for r in rows], [r["auc"] for r in rows], "o-", color=color,
+                  label=f"{label}: budget oracle")
+        axis.axhline(table["ceiling_auc"], color=color, linestyle="--", linewidth=0.9,
+                     label=f"{label}: ceiling {table['ceiling_auc']:.4f}")
+        axis.axhline(table["no_per_value_auc"], color=color, linestyle=":", linewidth=0.9,
+                     label=f"{label}: no per-value {table['no_per_value_auc']:.4f}")
+    axis.set_xscale("log")
+    axis.set_xlabel(f"compression (full-table bytes / budget), dim {tables[0]['dim']}")
+    axis.set_ylabel(f"AUC on the {tables[0]['split']} split")
+    axis.set_title("oracle: planted logits with per-value effects for the values a budget holds")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -270,3 +270,39 @@ def plot_rank_frequency(
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)
+
+
+def plot_comparison(all_stats: list[DatasetStats], labels: list[str], out: Path) -> None:
+    """Two panels: each feature's top-value share per file, and the dependency rates of every ordered
+    feature pair of each file against those of the LAST file (the reference, e.g. the real sample)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (bars, scatter) = plt.subplots(1, 2, figsize=(15, 4.6), gridspec_kw={"width_ratios": [2.2, 1]})
+    names = [f.name for f in all_stats[0].features]
+    width = 0.8 / len(all_stats)
+    for index, (stats, label) in enumerate(zip(all_stats, labels, strict=True)):
+        shares = [f.top_value_share for f in stats.features]
+        offset = (index - (len(all_stats) - 1) / 2) * width
+        bars.bar(np.arange(len(names)) + offset, shares, width, label=label)
+    bars.set_xticks(np.arange(len(names)), names, rotation=90)
+    bars.set_ylabel("share of rows holding the top value")
+    bars.set_title("top-value share per feature")
+    bars.legend()
+    bars.grid(True, axis="y", alpha=0.3)
+    reference = all_stats[-1].dependencies
+    if reference is not None:
+        for stats, label in zip(all_stats[:-1], labels[:-1], strict=True):
+            if stats.dependencies is not None:
+                scatter.scatter(reference.ravel(), stats.dependencies.ravel(), s=6, alpha=0.5, label=label)
+        scatter.plot([0, 1], [0, 1], color="grey", linewidth=0.8)
+        scatter.set_xlabel(f"dependency rate A -> B, {labels[-1]}")
+        scatter.set_ylabel("dependency rate A -> B")
+        scatter.set_title(f"all 650 feature pairs, first {all_stats[-1].dependency_rows} rows")
+        scatter.legend()
+        scatter.grid(True, alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)

@@ -114,6 +114,9 @@ def test_cli(tmp_path: Path, v2_file: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0 and "ceiling AUC" in capsys.readouterr().out
     table = json.loads(out.read_text())
     assert {"ceiling_auc", "no_per_value_auc", "rows"} <= set(table) and len(table["rows"]) == 2
+    png = tmp_path / "o.png"
+    assert main(["oracle-plot", str(out), str(out), "--labels", "a,b", "--out", str(png)]) == 0
+    assert png.stat().st_size > 20_000
     code = main(["oracle", "--data", str(tmp_path / "none.tsv"), "--budget-bytes", "1", "--dim", "4",
                  "--out", str(out)])
     err = capsys.readouterr().err.strip()

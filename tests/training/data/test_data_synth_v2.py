@@ -136,8 +136,13 @@ def test_cli_null_control_and_switches(tmp_path: Path, capsys: pytest.CaptureFix
     reference = tmp_path / "ref.tsv"
     write_synth_criteo(reference, 2000, seed=3, config=SynthConfig.null_control())
     assert (tmp_path / "null.tsv").read_bytes() == reference.read_bytes()
-    code = main(["--log-level", "WARNING", "stats", str(tmp_path / "v2.tsv"), "--dependencies"])
+    png = tmp_path / "compare.png"
+    code = main(["--log-level", "WARNING", "stats", str(tmp_path / "v2.tsv"), str(tmp_path / "null.tsv"),
+                 "--dependencies", "--plot-compare", str(png), "--labels", "v2,null"])
     assert code == 0 and "dependency rates on the first 2000 rows" in capsys.readouterr().out
+    assert png.stat().st_size > 20_000
+    code = main(["stats", str(tmp_path / "v2.tsv"), "--plot-compare", str(png), "--labels", "a,b"])
+    assert code == 1 and "--labels names 2 files, 1 given" in capsys.readouterr().err
 
 
 def test_every_feature_keeps_its_missing_rate_and_range(v2_rows) -> None:
