@@ -162,11 +162,11 @@ def dependency_rates(categorical: IntArray, min_count: int = 2) -> npt.NDArray[n
             repeated = counts[index] >= min_count
             if not repeated.any():
                 continue
-            pairs, pair_counts = np.unique(
-                np.stack([index[repeated], y[repeated]], axis=1), axis=0, return_counts=True
-            )
+            _, y_index = np.unique(y[repeated], return_inverse=True)
+            keys = index[repeated] * (int(y_index.max()) + 1) + y_index  # one int64 per (A, B) pair
+            pairs, pair_counts = np.unique(keys, return_counts=True)
             best = np.zeros(counts.size, dtype=np.int64)
-            np.maximum.at(best, pairs[:, 0], pair_counts)
+            np.maximum.at(best, pairs // (int(y_index.max()) + 1), pair_counts)
             rates[a, b] = best.sum() / repeated.sum()
     return rates
 
