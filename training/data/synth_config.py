@@ -86,7 +86,7 @@ class SynthConfig:
     dense_std: float = 0.5
     dense_topic_share: float = 0.3
     positive_rate: float = 0.25
-    rarity_decay: float = 0.5
+    rarity_decay: float = 0.25
     head_share: bool = True
     aliases: bool = True
 
