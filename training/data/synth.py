@@ -20,6 +20,20 @@ on it. This one is built so that memory matters:
   hashed tables blur). ``bias`` is calibrated so that ``positive_rate`` of rows are positive. The AUC of
   the true logits on the drawn labels is the ceiling any model can reach.
 
+Generator v2 (the default) adds three properties of real logs; ``SynthConfig.null_control()`` (CLI
+``--null-control``) turns them off and gives v1's bytes exactly (v2 draws from its own random streams):
+
+- **Rarity** (``rarity_decay``): the variance of a value's own effect (first-order and latent) is
+  proportional to its Zipf probability to the power ``rarity_decay``, normalised so the mean over rows
+  stays 1: frequent values carry most of the per-value signal, rare ones little.
+- **Head shares** (``head_share``): a feature's most frequent value holds the share measured on the real
+  sample (``REAL_TOP1_SHARE``): with probability q the value is rank 1, else the Zipf draw, q solved for it.
+- **Aliased groups** (``aliases``, ``ALIAS_GROUPS``): a leader feature's value stands for a latent entity
+  (a user, a site); each member feature copies a deterministic function of it with probability
+  ``determinism`` (0.78-0.99, calibrated on the dependency rates of the real sample), else draws as usual.
+  The function keeps the rank (modulo the member's cardinality), so members of a group agree with each
+  other too; a hashed share of the leader's values maps to the member's rank 1 (its head share).
+
 Everything is a pure function of the seed: rows come in fixed blocks of BLOCK_ROWS, each from its own
 ``default_rng([seed, 1, block])``, and per-value parameters are hashes of (seed, feature, rank), so the
 output does not depend on how it is chunked and no table of values is held in memory.
