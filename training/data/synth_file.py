@@ -1,8 +1,9 @@
 """Write the synthetic log as a Criteo TSV file (gzip when the name ends in ``.gz``) with a sidecar.
 
-``PATH.meta.json`` records the seed, the configuration, the drawn parameters, the observed positive
-rate and the ceiling: the AUC and log loss of the true logits on the drawn labels. The data file is
-written under a temporary name and renamed when complete, so a killed run never leaves a partial file.
+``PATH.meta.json`` records the generator variant (``v2`` or ``null-control``), the seed, the configuration,
+the drawn parameters, the observed positive rate and the ceiling: the AUC and log loss of the true logits
+on the drawn labels. The data file is written under a temporary name and renamed when complete, so a
+killed run never leaves a partial file.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ def write_synth_criteo(
         partial.unlink(missing_ok=True)
     meta = {
         "generator": "synth-criteo",
+        "variant": "null-control" if config.is_null_control else "v2",
         "format": "criteo",
         "rows": rows,
         "seed": seed,

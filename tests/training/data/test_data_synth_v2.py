@@ -57,6 +57,8 @@ def test_v2_differs_from_null_and_is_deterministic_across_chunkings(tmp_path: Pa
     assert a != (tmp_path / "n.tsv").read_bytes()
     meta = json.loads((tmp_path / "a.tsv.meta.json").read_text())
     assert meta["config"]["aliases"] is True and meta["parameters"]["alias_groups"][0]["leader"] == "C3"
+    assert meta["variant"] == "v2"
+    assert json.loads((tmp_path / "n.tsv.meta.json").read_text())["variant"] == "null-control"
 
 
 def test_rarity_decay_moves_effect_variance_to_frequent_values() -> None:
