@@ -31,8 +31,9 @@ Generator v2 (the default) adds three properties of real logs; ``SynthConfig.nul
 - **Aliased groups** (``aliases``, ``ALIAS_GROUPS``): a leader feature's value stands for a latent entity
   (a user, a site); each member feature copies a deterministic function of it with probability
   ``determinism`` (0.78-0.99, calibrated on the dependency rates of the real sample), else draws as usual.
-  The function keeps the rank (modulo the member's cardinality), so members of a group agree with each
-  other too; a hashed share of the leader's values maps to the member's rank 1 (its head share).
+  The function keeps the rank (divided by the member's fan-in, modulo its cardinality), so members of a
+  group agree with each other too; a hashed share of the leader's values maps to the member's rank 1
+  (its head share).
 
 Everything is a pure function of the seed: rows come in fixed blocks of BLOCK_ROWS, each from its own
 ``default_rng([seed, 1, block])``, and per-value parameters are hashes of (seed, feature, rank), so the
@@ -49,6 +50,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.data.synth_config import (
+    ALIAS_FAN_IN,
     ALIAS_GROUPS,
     CATEGORICAL_MISSING,
     DENSE_LOG_MEAN,
@@ -300,12 +302,13 @@ class SyntheticCriteo:
     def _alias_ranks(self, g: int, leader: int, leader_ranks: IntArray) -> IntArray:
         """Feature ``g``'s value for each value of its group's leader (a deterministic function).
 
-        The rank is kept (wrapped modulo ``g``'s cardinality), so frequent leader values map to frequent
-        values of ``g`` and members of one group agree with each other; a hashed uniform of the leader
-        value, shared by the group, sends a ``head_mass`` share of the leader values to rank 1.
+        The rank is kept, divided by ``g``'s fan-in (``ALIAS_FAN_IN``: a coarse member groups that many
+        consecutive leader ranks) and wrapped modulo ``g``'s cardinality, so frequent leader values map to
+        frequent values of ``g`` and members of one group agree with each other; a hashed uniform of the
+        leader value, shared by the group, sends a share of the leader values to rank 1 (``alias_head``).
         """
         uniform = 0.5 + _value_noise(self.alias_keys[leader], leader_ranks, 0, 1)[:, 0] / (2 * SQRT3)
-        wrapped = (leader_ranks - 1) % int(self.cardinalities[g]) + 1
+        wrapped = ((leader_ranks - 1) // ALIAS_FAN_IN.get(g, 1)) % int(self.cardinalities[g]) + 1
         return np.where(uniform < self.alias_head[g], 1, wrapped)
 
     def _dense(self, topics: IntArray, noise: FloatArray) -> FloatArray:

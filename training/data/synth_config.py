@@ -39,6 +39,12 @@ ALIAS_GROUPS: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = (
     (6, ((10, 0.93), (12, 0.98))),
     (14, ((1, 0.99), (13, 0.99), (17, 0.97))),
 )
+# Fan-in of a member (0-based column -> leader values per member value, default 1): a coarse feature groups
+# this many consecutive leader ranks, so its value does not tell the leader's back (real sample: C4 -> C3
+# 0.589, C24 -> C3 0.448, C26 -> C3 0.366, C11 -> C7 0.612, C13 -> C7 0.556, C18 -> C15 0.540,
+# C2 -> C15 0.367). Fan-ins within a group are multiples of each other, so the coarser member still
+# follows the finer one (C4 -> C24 0.925, C13 -> C11 0.857, C18 -> C2 0.946).
+ALIAS_FAN_IN = {3: 2, 23: 4, 25: 2, 10: 2, 12: 2, 17: 2, 1: 4}
 MAX_RANK = (1 << 31) - 1  # ranks must stay below 2^31 for the rank -> 32-bit id bijection
 
 

@@ -103,6 +103,9 @@ def test_aliases_follow_the_real_dependency_rates(v2_rows, null_rows) -> None:
     assert all(0.75 <= p <= 0.99 for p in configured.values())
     # aliased values stand for one entity: members of a group agree with each other too
     assert v2[3, 23] > 0.9 and v2[11, 15] > 0.9 and v2[10, 12] > 0.75
+    # ... while a coarse member groups several leader values (fan-in), as in the real sample
+    for member, leader, real in ((3, 2, 0.589), (23, 2, 0.448), (10, 6, 0.612), (17, 14, 0.540)):
+        assert abs(v2[member, leader] - real) < 0.12, (member, leader, v2[member, leader], real)
 
 
 def test_small_features_have_the_real_head(v2_rows, null_rows) -> None:
