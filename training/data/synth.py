@@ -213,7 +213,12 @@ class SyntheticCriteo:
         v2 = {} if self.config.is_null_control else {
             "head_mass": np.round(self.head_mass, 4).tolist(),
             "alias_groups": [
-                {"leader": f"C{leader + 1}", "members": {f"C{g + 1}": p for g, p in members}}
+                {
+                    "leader": f"C{leader + 1}",
+                    "members": {
+                        f"C{g + 1}": {"determinism": p, "fan_in": ALIAS_FAN_IN.get(g, 1)} for g, p in members
+                    },
+                }
                 for leader, members in self.groups
             ],
         }
