@@ -17,7 +17,9 @@ position split (:class:`training.data.shards.SplitFractions`: train = the first 
 - ``no_per_value_auc``: every value reduced to its cluster part (the row of a budget of 0 values).
 
 ``full_table_bytes`` = (distinct values seen in train, all features) * ``dim`` * 4: the size of full
-tables that keep one row per value seen. Budgets may also be given as ratios of it (``compressions``).
+tables that keep one row per value seen; ``train_values_seen_10_times`` counts the values seen at least 10
+times in train (a budget's slots per such value is ``values_kept / train_values_seen_10_times``). Budgets
+may also be given as ratios of the full-table bytes (``compressions``).
 
 Example:
     python -m training.data oracle --data data/results/synthetic.tsv --dim 16 --compression 4 16 64 \\
@@ -47,6 +49,7 @@ from training.data.tsv import format_criteo_rows
 logger = logging.getLogger(__name__)
 
 BYTES_PER_FLOAT = 4
+FREQUENT_COUNT = 10  # train_values_seen_10_times: values seen at least this often in train
 CHECK_ROWS = 2048  # rows of the file compared with the regenerated ones
 FALLBACK = (
     "a value without a slot (not held by the budget, or unseen in train) keeps its cluster part; "
@@ -153,7 +156,8 @@ def oracle_table(
 
     Returns:
         ``{"ceiling_auc", "no_per_value_auc", "rows": [{"budget_bytes", "values_kept", "auc", ...}],
-        "full_table_bytes", "distinct_train_values", ...}``, rows in increasing budget order.
+        "full_table_bytes", "distinct_train_values", "train_values_seen_10_times", ...}``, rows in
+        increasing budget order.
     """
     if dim < 1:
         raise ValueError(f"dim must be >= 1, got {dim}")
@@ -168,6 +172,7 @@ def oracle_table(
         raise DataError(f"{data}: the {split} split is empty ({meta['rows']} rows)")
     counts = train_counts(generator, sizes[SplitName.TRAIN])
     seen = int(sum(int(np.count_nonzero(c)) for c in counts))
+    seen_10 = int(sum(int(np.count_nonzero(c >= FREQUENT_COUNT)) for c in counts))
     full_bytes = seen * dim * BYTES_PER_FLOAT
     budgets: list[tuple[int, float | None]] = [(int(b), None) for b in budgets_bytes]
     budgets += [(int(full_bytes // c), float(c)) for c in compressions]
@@ -201,6 +206,7 @@ def oracle_table(
         "rows_scored": stop - start,
         "dim": dim,
         "distinct_train_values": seen,
+        "train_values_seen_10_times": seen_10,
         "full_table_bytes": full_bytes,
         "fallback": FALLBACK,
         "ceiling_auc": round(exact_auc(labels, true_logits), 6),

@@ -36,6 +36,7 @@ def test_table_shape_monotone_and_below_ceiling(v2_file: Path) -> None:
     assert [r["values_kept"] for r in rows][:4] == [0, 100, 3000, 30_000]
     assert rows[-1]["values_kept"] == table["distinct_train_values"]
     assert table["full_table_bytes"] == table["distinct_train_values"] * dim * 4
+    assert 0 < table["train_values_seen_10_times"] < table["distinct_train_values"]
     aucs = [r["auc"] for r in rows]
     assert aucs[0] == table["no_per_value_auc"]
     assert all(later >= earlier - 0.002 for earlier, later in itertools.pairwise(aucs))
