@@ -12,18 +12,22 @@ import logging
 import signal
 import sys
 import threading
+from http import HTTPStatus
 from types import FrameType
 from typing import Any, NoReturn
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.app import create_app
 from service.config import LogFormat, Settings
 from service.logs import configure_logging
+from service.metrics import observe_response
 from service.state import AppState
 
 logger = logging.getLogger("service")
+MALFORMED_ROUTE = "malformed"
 
 
 class UsageError(Exception):
@@ -58,6 +62,15 @@ def settings_from_args(argv: list[str] | None) -> Settings:
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {key: value for key, value in vars(args).items() if value is not None}
     return Settings(**overrides)
+
+
+class CountingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, counting the 400s it sends itself for unparsable HTTP (the app never
+    sees those requests) as ``robeserve_http_responses_total{route="malformed",code="400"}``."""
+
+    def send_400_response(self, msg: str) -> None:
+        observe_response(MALFORMED_ROUTE, HTTPStatus.BAD_REQUEST)
+        super().send_400_response(msg)
 
 
 class DrainingServer(uvicorn.Server):
@@ -104,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        http=CountingHttpToolsProtocol,
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         lifespan="on",

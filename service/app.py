@@ -15,7 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 from service.api import admin, predict, status, v2
-from service.api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.api.middleware import BodyLimitMiddleware, ResponseMiddleware
 from service.config import Settings
 from service.errors import add_exception_handlers
 from service.state import AppState
@@ -33,6 +33,7 @@ async def _tick_rates(state: AppState) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.robeserve
+    state.decoder.start()
     tasks = [asyncio.create_task(_tick_rates(state), name="rates")]
 
     async def load_then_poll() -> None:
@@ -57,6 +58,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.manager.close()
+        state.decoder.close()
         logger.info("all queues drained")
 
 
@@ -92,6 +94,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=status.STATIC_DIR), name="static")
     add_exception_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware)
+    app.add_middleware(ResponseMiddleware, state=state)
     _install_openapi(app)
     return app

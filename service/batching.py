@@ -100,6 +100,7 @@ class BatchQueue:
         self._observer = observer
         self._queue: deque[_Request] = deque()
         self._forming = 0
+        self._reserved = 0
         self._wakeup = asyncio.Event()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
@@ -114,15 +115,44 @@ class BatchQueue:
         """Requests accepted but not yet running."""
         return len(self._queue) + self._forming
 
-    def submit(self, inputs: Tensors) -> asyncio.Future[Tensors]:
-        """Queue one request (every input shares the batch dimension); its future gets its outputs."""
+    @property
+    def reserved(self) -> int:
+        """Places held by requests whose bodies are still being read (see ``reserve``)."""
+        return self._reserved
+
+    def _check_room(self) -> None:
         if self._closed:
             raise QueueClosed(f"model '{self.name}' is no longer accepting requests")
-        if self.depth >= self.config.max_queue_size:
+        waiting = self.depth + self._reserved
+        if waiting >= self.config.max_queue_size:
             raise QueueFull(
-                f"model '{self.name}' has {self.depth} requests waiting (limit {self.config.max_queue_size})",
+                f"model '{self.name}' has {waiting} requests waiting (limit {self.config.max_queue_size})",
                 self.config.retry_after_s,
             )
+
+    def reserve(self) -> None:
+        """Hold a place for a request before its body is read (QueueFull or QueueClosed as ``submit``).
+
+        Every ``reserve`` is followed by one ``release`` or one ``submit(..., reserved=True)``.
+        """
+        self._check_room()
+        self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a place taken by ``reserve`` (the request failed before it was submitted)."""
+        self._reserved = max(0, self._reserved - 1)
+
+    def submit(self, inputs: Tensors, reserved: bool = False) -> asyncio.Future[Tensors]:
+        """Queue one request (every input shares the batch dimension); its future gets its outputs.
+
+        ``reserved``: the request holds a place from ``reserve`` (it is used up here).
+        """
+        if reserved:
+            self.release()
+            if self._closed:
+                raise QueueClosed(f"model '{self.name}' is no longer accepting requests")
+        else:
+            self._check_room()
         sizes = {value.shape[0] for value in inputs.values()}
         if len(sizes) != 1:
             raise ValueError(f"inputs disagree on the batch dimension: {sorted(sizes)}")
