@@ -8,8 +8,10 @@ closes, in-flight requests finish and every queue drains before the process exit
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
+import socket
 import sys
 import threading
 from http import HTTPStatus
@@ -28,6 +30,7 @@ from service.state import AppState
 
 logger = logging.getLogger("service")
 MALFORMED_ROUTE = "malformed"
+IDLE_CONNECTION_GRACE_S = 0.5
 
 
 class UsageError(Exception):
@@ -79,6 +82,14 @@ class DrainingServer(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, state: AppState) -> None:
         super().__init__(config)
         self.state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop listening, then give requests already written on accepted connections a moment to be
+        read before uvicorn closes the connections it finds idle (else such a request is lost)."""
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(IDLE_CONNECTION_GRACE_S)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         delay = self.state.settings.drain_delay_s

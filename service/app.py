@@ -13,10 +13,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.routing import Mount
 
 from service.api import admin, predict, status, v2
 from service.api.middleware import BodyLimitMiddleware, ResponseMiddleware
 from service.config import Settings
+from service.decoding import keep_large_buffers_out_of_the_heap
 from service.errors import add_exception_handlers
 from service.state import AppState
 
@@ -33,6 +35,7 @@ async def _tick_rates(state: AppState) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.robeserve
+    keep_large_buffers_out_of_the_heap()
     state.decoder.start()
     tasks = [asyncio.create_task(_tick_rates(state), name="rates")]
 
@@ -89,11 +92,14 @@ def create_app(settings: Settings) -> FastAPI:
     state = AppState.from_settings(settings)
     app = FastAPI(title="robeserve", version=v2.server_version(), lifespan=_lifespan)
     app.state.robeserve = state
-    for router in (v2.inference_router, predict.router, v2.router, admin.router, status.router):
+    routers = (v2.inference_router, predict.router, v2.router, admin.router, status.router)
+    for router in routers:
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=status.STATIC_DIR), name="static")
+    static = Mount("/static", StaticFiles(directory=status.STATIC_DIR), name="static")
+    app.router.routes.append(static)
     add_exception_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(ResponseMiddleware, state=state)
+    routes = [route for router in routers for route in router.routes] + [static]
+    app.add_middleware(ResponseMiddleware, state=state, routes=routes)
     _install_openapi(app)
     return app

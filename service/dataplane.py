@@ -71,9 +71,9 @@ class DataPlane:
 
     @contextlib.contextmanager
     def admit(self, served: ServedModel) -> Iterator[Admission]:
-        """Hold a place in ``served``'s queue while the body is read and decoded (503 when none is left).
+        """Hold a place in ``served``'s queue while the body is decoded (503 when none is left).
 
-        A request that could not be queued is thus refused before its body costs anything.
+        A request that could not be queued is thus refused before its body is decoded.
         """
         admission = Admission(served.queue)
         served.queue.reserve()

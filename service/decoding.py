@@ -15,6 +15,9 @@ oversized request is refused without converting its data.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import gc
 import logging
 import multiprocessing
 from collections.abc import Callable
@@ -38,6 +41,44 @@ Tensors = dict[str, np.ndarray]
 ModelT = TypeVar("ModelT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
 INLINE_MAX_BYTES = 16 * 1024
+TRIM_AFTER_BYTES = 1024 * 1024
+M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
+MMAP_THRESHOLD_BYTES = 256 * 1024
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "malloc_trim") else None
+
+
+_LIBC = _libc()
+
+
+def keep_large_buffers_out_of_the_heap() -> None:
+    """Fix glibc's mmap threshold at 256 KiB (glibc raises it after freeing a large block, after which
+    request-sized buffers come from the heap and their memory is never given back): request bodies and
+    arrays are then mapped and unmapped, and RSS returns to its level once a large request is done."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+
+
+def give_memory_back() -> None:
+    """Collect garbage and return free heap pages to the system (after decoding a large body)."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _in_worker(function: Callable[..., ResultT], body: bytes, *args: Any) -> ResultT:
+    try:
+        return function(body, *args)
+    finally:
+        if len(body) >= TRIM_AFTER_BYTES:
+            give_memory_back()
 
 
 def json_document(body: bytes) -> Any:
@@ -173,7 +214,11 @@ class Decoder:
     def start(self) -> None:
         """Create the pool and start its processes (in the background: nothing waits for them)."""
         if self.workers > 0 and self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=keep_large_buffers_out_of_the_heap,
+            )
             for _ in range(self.workers):
                 self._pool.submit(_warm_up)
 
@@ -183,7 +228,7 @@ class Decoder:
         if pool is None or len(body) <= self.inline_max_bytes:
             return function(body, *args)
         try:
-            return await asyncio.get_running_loop().run_in_executor(pool, function, body, *args)
+            return await asyncio.get_running_loop().run_in_executor(pool, _in_worker, function, body, *args)
         except BrokenProcessPool:
             logger.error("a decode worker process died; starting a new pool")
             if self._pool is pool:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.errors import PayloadTooLarge, error_response
@@ -74,11 +75,10 @@ def _is_page(path: str) -> bool:
     return path == "/" or path.startswith("/static/")
 
 
-def _match_route(scope: Scope) -> tuple[str, dict[str, Any]]:
+def _match_route(scope: Scope, routes: Sequence[BaseRoute]) -> tuple[str, dict[str, Any]]:
     """(route template, path parameters) of a request that routing has not labelled itself (a 404, 405,
     or a response sent before routing, such as the Content-Length 413)."""
-    app = scope.get("app")
-    for route in getattr(getattr(app, "router", None), "routes", ()):
+    for route in routes:
         match, child = route.matches(scope)
         if match is not Match.NONE:
             return str(getattr(route, "path", UNMATCHED)), dict(child.get("path_params", {}))
@@ -99,11 +99,13 @@ class ResponseMiddleware:
     Args:
         app: the wrapped application.
         state: the process state (settings, draining flag, known models).
+        routes: the application's routes (their templates are the only route labels).
     """
 
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
+    def __init__(self, app: ASGIApp, state: AppState, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.state = state
+        self.routes = list(routes)
         self.retry_after = str(state.settings.retry_after_s).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -141,7 +143,7 @@ class ResponseMiddleware:
         if route is not None:
             template = str(getattr(route, "path", UNMATCHED))
         else:
-            template, params = _match_route(scope)
+            template, params = _match_route(scope, self.routes)
             endpoint = INFERENCE_ROUTES.get(template)
             model = params.get("model_name")
             if labels is None and endpoint is not None and model in self.state.manager.entries:

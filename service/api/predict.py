@@ -36,8 +36,10 @@ async def predict(model_name: str, request: Request) -> Response:
     require_json(request)
     served = state.dataplane.resolve(model_name, None)  # 404/503 before the body is read
     label_request(request, state, model_name, "predict", served.version)
-    with state.dataplane.admit(served) as admission:  # a full queue refuses before the body is read
-        body = await read_body(request, state)
+    # A full queue: wait in line (unread) for up to queue_wait_s, then 503, before the body is read.
+    await served.queue.wait_for_room(state.settings.queue_wait_s)
+    body = await read_body(request, state)
+    with state.dataplane.admit(served) as admission:  # ... and before it is decoded
         inputs = await state.decoder.run(
             decode_predict_body, body, served.manifest, state.dataplane.limits.max_instances
         )

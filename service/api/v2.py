@@ -157,8 +157,11 @@ async def _infer(request: Request, model_name: str, model_version: str | None) -
     # refused before the body costs anything.
     served = state.dataplane.resolve(model_name, model_version)
     label_request(request, state, model_name, "infer", served.version)
+    # A full queue: wait in line (unread) for up to queue_wait_s, then 503, before the body is read.
+    await served.queue.wait_for_room(state.settings.queue_wait_s)
+    body = await read_body(request, state)
+    # The place in the queue is held from here (decoding on): a slow sender holds none.
     with state.dataplane.admit(served) as admission:
-        body = await read_body(request, state)
         parsed, inputs = await state.decoder.run(
             decode_v2_body,
             body,
