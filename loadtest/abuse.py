@@ -254,6 +254,8 @@ def _probe(port: int, conn: Connection) -> None:
                     raise ConnectionError("closed")
                 data += chunk
             samples.append((started, time.monotonic() - started))
+            if len(samples) == 1:
+                conn.send("started")
         except OSError:
             samples.append((started, None))
             if sock is not None:
@@ -271,6 +273,8 @@ class Prober:
         self._parent, child = context.Pipe()
         self._process = context.Process(target=_probe, args=(port, child), daemon=True)
         self._process.start()
+        if not self._parent.poll(60) or self._parent.recv() != "started":
+            raise RuntimeError("the liveness prober did not start")
 
     def stop(self) -> list[tuple[float, float | None]]:
         self._parent.send("stop")
@@ -1025,7 +1029,6 @@ class Suite:
 
 async def run_attacks(service: Service, sizes: Sizes, repository: Path) -> dict[str, Any]:
     prober = Prober(service.port)
-    await asyncio.sleep(1.0)
     async with httpx.AsyncClient(base_url=service.url, timeout=REQUEST_TIMEOUT_S) as client:  # warm-up
         for rows in (1, 64, MAX_INSTANCES):
             body = ctr_body(np.random.default_rng(rows), rows)
