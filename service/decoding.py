@@ -42,6 +42,7 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 ResultT = TypeVar("ResultT")
 INLINE_MAX_BYTES = 16 * 1024
 TRIM_AFTER_BYTES = 1024 * 1024
+PRECOUNT_BYTES = 1024 * 1024  # predict bodies above this have their instances counted before validation
 M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 MMAP_THRESHOLD_BYTES = 256 * 1024
 
@@ -91,6 +92,14 @@ def json_document(body: bytes) -> Any:
         raise InvalidInput(f"request body is not valid JSON: {exc}") from None
 
 
+def _invalid(exc: ValidationError) -> InvalidInput:
+    problems = []
+    for error in exc.errors(include_url=False)[:3]:
+        location = ".".join(str(part) for part in error["loc"])
+        problems.append(f"{location}: {error['msg']}" if location else error["msg"])
+    return InvalidInput("invalid request: " + "; ".join(problems))
+
+
 def validate(model: type[ModelT], document: Any) -> ModelT:
     """Validate a parsed JSON document; any problem is a 400 with a short description."""
     if not isinstance(document, dict):
@@ -98,11 +107,17 @@ def validate(model: type[ModelT], document: Any) -> ModelT:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors(include_url=False)[:3]:
-            location = ".".join(str(part) for part in error["loc"])
-            problems.append(f"{location}: {error['msg']}" if location else error["msg"])
-        raise InvalidInput("invalid request: " + "; ".join(problems)) from None
+        raise _invalid(exc) from None
+
+
+def validate_json(model: type[ModelT], body: bytes) -> ModelT:
+    """Parse and validate in one pass (pydantic-core's own parser: the fastest way here)."""
+    if not body.strip():
+        raise InvalidInput("request body is empty")
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
 
 
 def check_instances(count: int, max_instances: int) -> None:
@@ -120,7 +135,7 @@ def decode_v2_body(
     inputs, so that little travels back from a worker process.
     """
     json_part, binary = split_binary_body(body, header_length) if header_length is not None else (body, b"")
-    request = validate(InferenceRequest, json_document(json_part))
+    request = validate_json(InferenceRequest, json_part)
     for tensor in request.inputs:
         spec = manifest.input(tensor.name)
         if spec is not None and len(tensor.shape) == len(spec.shape) and tensor.shape:
@@ -131,10 +146,14 @@ def decode_v2_body(
 
 def decode_predict_body(body: bytes, manifest: ModelManifest, max_instances: int) -> Tensors:
     """A domain predict body -> the model's input tensors (instances counted before validation)."""
-    document = json_document(body)
-    if isinstance(document, dict) and isinstance(document.get("instances"), list):
-        check_instances(len(document["instances"]), max_instances)
-    request = validate(PredictRequest, document)
+    if len(body) <= PRECOUNT_BYTES:
+        request = validate_json(PredictRequest, body)
+    else:  # parse once, count, and validate only what may be served (validation is the slow part)
+        document = json_document(body)
+        if isinstance(document, dict) and isinstance(document.get("instances"), list):
+            check_instances(len(document["instances"]), max_instances)
+        request = validate(PredictRequest, document)
+    check_instances(len(request.instances), max_instances)
     return records_to_tensors(manifest, request.instances)
 
 
