@@ -982,24 +982,40 @@ class Suite:
         clients = self.sizes.drain_clients
         outcome = Outcome(
             "sigterm-drain",
-            f"SIGTERM while {clients} keep-alive clients send requests",
-            "every request that was sent gets its answer (200); afterwards connections are refused",
+            f"SIGTERM while {clients} keep-alive clients send requests; a load balancer (readiness polled "
+            "every 100 ms) stops new connections once readiness is 503",
+            "every request sent gets its answer (200), draining answers carry Connection: close",
         )
         body = ctr_body(self.rng, 1)
         data = post(f"/v2/models/{MODEL}/infer", body)
         closes = 0
+        routed = True  # the load balancer still sends new connections here
+        after_sigterm = 0
+
+        async def balancer() -> None:
+            nonlocal routed
+            async with httpx.AsyncClient(base_url=self.service.url, timeout=2.0) as client:
+                while routed:
+                    try:
+                        routed = (await client.get("/v2/health/ready")).status_code == 200
+                    except httpx.TransportError:
+                        routed = False
+                    await asyncio.sleep(0.1)
 
         async def one() -> None:
-            nonlocal closes
+            nonlocal closes, after_sigterm
             connection: Raw | None = None
             while True:
                 if connection is None:
+                    if not routed:
+                        return
                     try:
                         connection = await Raw.open(self.service.port)
                     except OSError:
                         outcome.refused += 1
                         return
                 outcome.sent += 1
+                after_sigterm += signalled
                 try:
                     status, headers, _ = await connection.send(data)
                 except (asyncio.IncompleteReadError, ConnectionError, TimeoutError) as exc:
@@ -1014,13 +1030,18 @@ class Suite:
                     connection.close()
                     connection = None
 
+        signalled = False
+        watcher = asyncio.create_task(balancer())
         tasks = [asyncio.create_task(one()) for _ in range(clients)]
         await asyncio.sleep(1.0)
         self.service.process.send_signal(signal.SIGTERM)
+        signalled = True
         await asyncio.wait_for(asyncio.gather(*tasks), 60)
         code = await asyncio.to_thread(self.service.process.wait, 60)
+        await watcher
         outcome.extra = {
             "exit_code": code,
+            "requests_after_sigterm": after_sigterm,
             "connection_close_answers": closes,
             "log_drained": "all queues drained" in self.service.log(),
         }

@@ -18,12 +18,20 @@ from starlette.routing import Mount
 from service.api import admin, predict, status, v2
 from service.api.middleware import BodyLimitMiddleware, ResponseMiddleware
 from service.config import Settings
-from service.decoding import keep_large_buffers_out_of_the_heap
+from service.decoding import keep_large_buffers_out_of_the_heap, trim_heap
 from service.errors import add_exception_handlers
 from service.state import AppState
 
 logger = logging.getLogger(__name__)
 RATE_TICK_S = 1.0
+TRIM_INTERVAL_S = 10.0
+
+
+async def _trim_memory() -> None:
+    """Give free heap pages back to the system now and then (malloc_trim runs without the GIL)."""
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL_S)
+        await asyncio.to_thread(trim_heap)
 
 
 async def _tick_rates(state: AppState) -> None:
@@ -37,7 +45,10 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.robeserve
     keep_large_buffers_out_of_the_heap()
     state.decoder.start()
-    tasks = [asyncio.create_task(_tick_rates(state), name="rates")]
+    tasks = [
+        asyncio.create_task(_tick_rates(state), name="rates"),
+        asyncio.create_task(_trim_memory(), name="trim"),
+    ]
 
     async def load_then_poll() -> None:
         try:

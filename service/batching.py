@@ -143,10 +143,8 @@ class BatchQueue:
         where a request refused at once would come straight back and be refused again (a flood of
         retries eats the CPU that the admitted requests need).
         """
-        if self._closed:
-            raise QueueClosed(f"model '{self.name}' is no longer accepting requests")
-        if self._has_room() and not self._waiters:
-            return
+        if self._closed or (self._has_room() and not self._waiters):
+            return  # a closed queue: the caller resolves the serving version again after the body
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
@@ -163,9 +161,7 @@ class BatchQueue:
             finally:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
-            if self._closed:
-                raise QueueClosed(f"model '{self.name}' is no longer accepting requests")
-            if self._has_room():
+            if self._closed or self._has_room():
                 return
 
     def _wake_waiters(self) -> None:

@@ -67,11 +67,16 @@ def keep_large_buffers_out_of_the_heap() -> None:
         _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
 
+def trim_heap() -> None:
+    """Return free heap pages to the system (glibc only)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
 def give_memory_back() -> None:
     """Collect garbage and return free heap pages to the system (after decoding a large body)."""
     gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
+    trim_heap()
 
 
 def _in_worker(function: Callable[..., ResultT], body: bytes, *args: Any) -> ResultT:

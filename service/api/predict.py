@@ -39,7 +39,8 @@ async def predict(model_name: str, request: Request) -> Response:
     # A full queue: wait in line (unread) for up to queue_wait_s, then 503, before the body is read.
     await served.queue.wait_for_room(state.settings.queue_wait_s)
     body = await read_body(request, state)
-    with state.dataplane.admit(served) as admission:  # ... and before it is decoded
+    served = state.dataplane.resolve(model_name, None)  # the version may have been swapped meanwhile
+    with state.dataplane.admit(served) as admission:  # ... and a full queue refuses before decoding
         inputs = await state.decoder.run(
             decode_predict_body, body, served.manifest, state.dataplane.limits.max_instances
         )

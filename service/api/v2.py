@@ -160,7 +160,9 @@ async def _infer(request: Request, model_name: str, model_version: str | None) -
     # A full queue: wait in line (unread) for up to queue_wait_s, then 503, before the body is read.
     await served.queue.wait_for_room(state.settings.queue_wait_s)
     body = await read_body(request, state)
-    # The place in the queue is held from here (decoding on): a slow sender holds none.
+    # The version may have been swapped while the body arrived; the place in the queue is held from
+    # here (decoding on), so a slow sender holds none.
+    served = state.dataplane.resolve(model_name, model_version)
     with state.dataplane.admit(served) as admission:
         parsed, inputs = await state.decoder.run(
             decode_v2_body,
