@@ -799,7 +799,10 @@ class Suite:
                     await asyncio.sleep(1.0)
                 status, headers, _ = await reader
                 outcome.answer(status, headers, {408})
-                closed = await asyncio.wait_for(connection.reader.read(1), 5.0) == b""
+                try:
+                    closed = await asyncio.wait_for(connection.reader.read(1), 5.0) == b""
+                except ConnectionResetError:  # closed with the trickled bytes unread: a reset, also closed
+                    closed = True
                 outcome.extra["closed_by_server"] = outcome.extra.get("closed_by_server", 0) + int(closed)
             except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
                 outcome.timeouts += 1
