@@ -7,7 +7,7 @@ MODELS ?= models
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup test lint kernels demo-models serve bench results-dlrm results-noble clean
+.PHONY: setup test lint kernels demo-models serve bench abuse results-dlrm results-noble clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ bench: $(STAMP) kernels
 	$(PY) -m loadtest.ops
 	$(PY) -m loadtest.engine --shape kaggle --provider cpu
 	$(PY) -m loadtest.compare
+
+# The abuse suite (issue 15): attacks and overloads against a real service; results in docs/benchmarks/.
+abuse: $(STAMP)
+	$(PY) -m loadtest.abuse --out docs/benchmarks/abuse
 
 results-dlrm: $(STAMP)
 	$(PY) -m training.dlrm.results

@@ -8,22 +8,29 @@ closes, in-flight requests finish and every queue drains before the process exit
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import signal
+import socket
 import sys
 import threading
+from http import HTTPStatus
 from types import FrameType
 from typing import Any, NoReturn
 
 import uvicorn
 from pydantic import ValidationError
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.app import create_app
 from service.config import LogFormat, Settings
 from service.logs import configure_logging
+from service.metrics import observe_response
 from service.state import AppState
 
 logger = logging.getLogger("service")
+MALFORMED_ROUTE = "malformed"
+IDLE_CONNECTION_GRACE_S = 0.5
 
 
 class UsageError(Exception):
@@ -60,12 +67,29 @@ def settings_from_args(argv: list[str] | None) -> Settings:
     return Settings(**overrides)
 
 
+class CountingHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, counting the 400s it sends itself for unparsable HTTP (the app never
+    sees those requests) as ``robeserve_http_responses_total{route="malformed",code="400"}``."""
+
+    def send_400_response(self, msg: str) -> None:
+        observe_response(MALFORMED_ROUTE, HTTPStatus.BAD_REQUEST)
+        super().send_400_response(msg)
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn server whose SIGTERM first flips readiness to 503 and keeps serving for a while."""
 
     def __init__(self, config: uvicorn.Config, state: AppState) -> None:
         super().__init__(config)
         self.state = state
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop listening, then give requests already written on accepted connections a moment to be
+        read before uvicorn closes the connections it finds idle (else such a request is lost)."""
+        for server in self.servers:
+            server.close()
+        await asyncio.sleep(IDLE_CONNECTION_GRACE_S)
+        await super().shutdown(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         delay = self.state.settings.drain_delay_s
@@ -104,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,
+        http=CountingHttpToolsProtocol,
         access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.graceful_timeout_s),
         lifespan="on",

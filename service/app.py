@@ -13,15 +13,25 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
+from starlette.routing import Mount
 
 from service.api import admin, predict, status, v2
-from service.api.middleware import BodyLimitMiddleware, RequestMetricsMiddleware
+from service.api.middleware import BodyLimitMiddleware, ResponseMiddleware
 from service.config import Settings
+from service.decoding import keep_large_buffers_out_of_the_heap, trim_heap
 from service.errors import add_exception_handlers
 from service.state import AppState
 
 logger = logging.getLogger(__name__)
 RATE_TICK_S = 1.0
+TRIM_INTERVAL_S = 10.0
+
+
+async def _trim_memory() -> None:
+    """Give free heap pages back to the system now and then (malloc_trim runs without the GIL)."""
+    while True:
+        await asyncio.sleep(TRIM_INTERVAL_S)
+        await asyncio.to_thread(trim_heap)
 
 
 async def _tick_rates(state: AppState) -> None:
@@ -33,7 +43,12 @@ async def _tick_rates(state: AppState) -> None:
 @contextlib.asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     state: AppState = app.state.robeserve
-    tasks = [asyncio.create_task(_tick_rates(state), name="rates")]
+    keep_large_buffers_out_of_the_heap()
+    state.decoder.start()
+    tasks = [
+        asyncio.create_task(_tick_rates(state), name="rates"),
+        asyncio.create_task(_trim_memory(), name="trim"),
+    ]
 
     async def load_then_poll() -> None:
         try:
@@ -57,6 +72,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await state.manager.close()
+        state.decoder.close()
         logger.info("all queues drained")
 
 
@@ -87,11 +103,14 @@ def create_app(settings: Settings) -> FastAPI:
     state = AppState.from_settings(settings)
     app = FastAPI(title="robeserve", version=v2.server_version(), lifespan=_lifespan)
     app.state.robeserve = state
-    for router in (v2.inference_router, predict.router, v2.router, admin.router, status.router):
+    routers = (v2.inference_router, predict.router, v2.router, admin.router, status.router)
+    for router in routers:
         app.include_router(router)
-    app.mount("/static", StaticFiles(directory=status.STATIC_DIR), name="static")
+    static = Mount("/static", StaticFiles(directory=status.STATIC_DIR), name="static")
+    app.router.routes.append(static)
     add_exception_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetricsMiddleware)
+    routes = [route for router in routers for route in router.routes] + [static]
+    app.add_middleware(ResponseMiddleware, state=state, routes=routes)
     _install_openapi(app)
     return app

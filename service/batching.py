@@ -100,6 +100,8 @@ class BatchQueue:
         self._observer = observer
         self._queue: deque[_Request] = deque()
         self._forming = 0
+        self._reserved = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
@@ -114,15 +116,87 @@ class BatchQueue:
         """Requests accepted but not yet running."""
         return len(self._queue) + self._forming
 
-    def submit(self, inputs: Tensors) -> asyncio.Future[Tensors]:
-        """Queue one request (every input shares the batch dimension); its future gets its outputs."""
+    @property
+    def reserved(self) -> int:
+        """Places held by requests whose bodies are still being read (see ``reserve``)."""
+        return self._reserved
+
+    def check_room(self) -> None:
+        """QueueClosed or QueueFull (503 + Retry-After) unless one more request fits."""
         if self._closed:
             raise QueueClosed(f"model '{self.name}' is no longer accepting requests")
-        if self.depth >= self.config.max_queue_size:
+        waiting = self.depth + self._reserved
+        if waiting >= self.config.max_queue_size:
             raise QueueFull(
-                f"model '{self.name}' has {self.depth} requests waiting (limit {self.config.max_queue_size})",
+                f"model '{self.name}' has {waiting} requests waiting (limit {self.config.max_queue_size})",
                 self.config.retry_after_s,
             )
+
+    def _has_room(self) -> bool:
+        return self.depth + self._reserved < self.config.max_queue_size
+
+    async def wait_for_room(self, timeout_s: float) -> None:
+        """Return once one more request fits; wait up to ``timeout_s`` in line (FIFO) when the queue is
+        full, then QueueFull (503 + Retry-After).
+
+        A request waiting here has not been read yet: it costs the server nothing but its connection,
+        where a request refused at once would come straight back and be refused again (a flood of
+        retries eats the CPU that the admitted requests need).
+        """
+        if self._closed or (self._has_room() and not self._waiters):
+            return  # a closed queue: the caller resolves the serving version again after the body
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self.check_room()
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+            if self._closed or self._has_room():
+                return
+
+    def _wake_waiters(self) -> None:
+        """Let as many waiting requests in as there are free places."""
+        free = self.config.max_queue_size - self.depth - self._reserved
+        while free > 0 and self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    def reserve(self) -> None:
+        """Hold a place for a request before its body is read (QueueFull or QueueClosed as ``submit``).
+
+        Every ``reserve`` is followed by one ``release`` or one ``submit(..., reserved=True)``.
+        """
+        self.check_room()
+        self._reserved += 1
+
+    def release(self) -> None:
+        """Give back a place taken by ``reserve`` (the request failed before it was submitted)."""
+        self._reserved = max(0, self._reserved - 1)
+        self._wake_waiters()
+
+    def submit(self, inputs: Tensors, reserved: bool = False) -> asyncio.Future[Tensors]:
+        """Queue one request (every input shares the batch dimension); its future gets its outputs.
+
+        ``reserved``: the request holds a place from ``reserve`` (it is used up here).
+        """
+        if reserved:
+            self.release()
+            if self._closed:
+                raise QueueClosed(f"model '{self.name}' is no longer accepting requests")
+        else:
+            self.check_room()
         sizes = {value.shape[0] for value in inputs.values()}
         if len(sizes) != 1:
             raise ValueError(f"inputs disagree on the batch dimension: {sorted(sizes)}")
@@ -136,6 +210,9 @@ class BatchQueue:
         """Stop accepting requests, run everything already queued, then stop the worker."""
         self._closed = True
         self._wakeup.set()
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
         if self._worker is not None:
             await self._worker
         self._executor.shutdown(wait=False)
@@ -189,6 +266,7 @@ class BatchQueue:
                 break
         self._forming = 0
         self._report_depth()
+        self._wake_waiters()
         return [request for request in batch if not request.future.done()]
 
     async def _execute(self, batch: list[_Request]) -> None:

@@ -36,8 +36,11 @@ class Settings(BaseSettings):
         max_batch_size: most samples merged into one ``session.run``.
         max_queue_delay_us: longest time the first request of a batch waits for others to join it.
         max_queue_size: requests waiting per model (not yet running) before new ones get 503.
+        queue_wait_s: how long a request may wait, unread, for a place in a full queue before its 503.
         max_instances: samples allowed in one request (batch dimension); more -> 413.
         max_body_bytes: request body limit; larger -> 413.
+        body_timeout_s: longest wait for a request body to arrive; slower -> 408 and the connection closes.
+        decode_workers: processes that decode bodies over 16 KiB off the event loop; 0 decodes inline.
         admin_token: bearer token of the repository management endpoints; unset turns them off.
         poll_interval_s: how often the repository is scanned for new versions; 0 turns polling off.
         drain_delay_s: after SIGTERM, how long readiness reports 503 while requests are still accepted,
@@ -64,8 +67,11 @@ class Settings(BaseSettings):
     max_batch_size: int = Field(default=64, ge=1)
     max_queue_delay_us: int = Field(default=1000, ge=0)
     max_queue_size: int = Field(default=256, ge=1)
+    queue_wait_s: float = Field(default=1.0, ge=0)
     max_instances: int = Field(default=1024, ge=1)
     max_body_bytes: int = Field(default=16 * MIB, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    decode_workers: int = Field(default=2, ge=0)
     admin_token: SecretStr | None = None
     poll_interval_s: float = Field(default=10.0, ge=0)
     drain_delay_s: float = Field(default=2.0, ge=0)

@@ -5,43 +5,37 @@ The REST routes (``service/api``) only parse HTTP into the calls below and encod
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
+from service.batching import BatchQueue
+from service.domain import parse_categorical
 from service.errors import InvalidInput, PayloadTooLarge
 from service.manager import ModelManager, ServedModel
 from service.repository import MAX_ID, ModelManifest, Preprocessing, Task
-from service.schemas import InferenceRequest
-from service.tensors import Datatype, decode_binary_data, decode_json_data
 
 logger = logging.getLogger(__name__)
+__all__ = ["Admission", "DataPlane", "DataPlaneLimits", "parse_categorical"]
 
 Tensors = dict[str, np.ndarray]
-HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-
-
-def parse_categorical(value: str | int | None) -> int:
-    """A raw categorical value: hex string as in Criteo files, int, or null/"" (missing -> 0)."""
-    if value is None or value == "":
-        return 0
-    if isinstance(value, str):
-        text = value.strip()
-        if not 0 < len(text) <= 16 or not HEX_DIGITS.issuperset(text):
-            raise InvalidInput(f"categorical value {value!r} is not a hex string of 1-16 digits")
-        number = int(text, 16)
-    else:
-        number = int(value)
-    if not 0 <= number < MAX_ID:
-        raise InvalidInput(f"categorical id {number} is out of range [0, 2^62)")
-    return number
 
 
 def _apply_preprocessing(values: np.ndarray, transform: Preprocessing) -> np.ndarray:
     if transform is Preprocessing.LOG1P_CLIP0:
         return np.log1p(np.maximum(values, 0)).astype(values.dtype, copy=False)
     return values
+
+
+@dataclass(eq=False)
+class Admission:
+    """A place held in one queue (``used`` once the request is submitted there)."""
+
+    queue: BatchQueue
+    used: bool = False
 
 
 @dataclass(frozen=True)
@@ -75,14 +69,35 @@ class DataPlane:
         """The serving version (404 unknown model or version, 503 not ready)."""
         return self.manager.resolve(name, version)
 
-    async def infer(self, served: ServedModel, inputs: Tensors) -> Tensors:
+    @contextlib.contextmanager
+    def admit(self, served: ServedModel) -> Iterator[Admission]:
+        """Hold a place in ``served``'s queue while the body is decoded (503 when none is left).
+
+        A request that could not be queued is thus refused before its body is decoded.
+        """
+        admission = Admission(served.queue)
+        served.queue.reserve()
+        try:
+            yield admission
+        finally:
+            if not admission.used:
+                served.queue.release()
+
+    async def infer(
+        self, served: ServedModel, inputs: Tensors, admission: Admission | None = None
+    ) -> Tensors:
         """Check and preprocess ``inputs``, run them in a batch, return this request's outputs.
 
         Everything before the first ``await`` is synchronous, so a version swapped out after
-        ``resolve`` still accepts this request: its queue closes only after the swap.
+        ``resolve`` still accepts this request: its queue closes only after the swap. ``admission``
+        (from ``admit``) is used when it holds a place in this version's queue.
         """
         feeds = self.prepare(served.manifest, inputs)
-        outputs = await served.queue.submit(feeds)
+        if admission is not None and admission.queue is served.queue:
+            admission.used = True
+            outputs = await served.queue.submit(feeds, reserved=True)
+        else:
+            outputs = await served.queue.submit(feeds)
         _check_outputs_finite(outputs)
         served.metrics.samples_scored(next(iter(feeds.values())).shape[0])
         return outputs
@@ -125,58 +140,6 @@ class DataPlane:
         if manifest.task is Task.CTR:
             _check_ids(feeds["categorical"])
         return feeds
-
-    def decode_v2(self, manifest: ModelManifest, request: InferenceRequest, binary: bytes) -> Tensors:
-        """Decode the request's tensors (JSON ``data`` or binary extension) into arrays of the model types."""
-        tensors: Tensors = {}
-        position = 0
-        for tensor in request.inputs:
-            spec = manifest.input(tensor.name)
-            if spec is None:
-                raise InvalidInput(f"model '{manifest.name}' has no input '{tensor.name}'")
-            if tensor.name in tensors:
-                raise InvalidInput(f"input '{tensor.name}' is given twice")
-            size = (tensor.parameters or {}).get("binary_data_size")
-            if size is not None:
-                if (
-                    not isinstance(size, int)
-                    or isinstance(size, bool)
-                    or size < 0
-                    or position + size > len(binary)
-                ):
-                    raise InvalidInput(
-                        f"input '{tensor.name}': binary_data_size {size!r} does not fit the body"
-                    )
-                raw, position = binary[position : position + size], position + size
-                value = decode_binary_data(raw, tensor.datatype, tensor.shape, tensor.name)
-            elif tensor.data is not None:
-                value = decode_json_data(tensor.data, tensor.datatype, tensor.shape, tensor.name)
-            else:
-                raise InvalidInput(f"input '{tensor.name}' has neither data nor binary_data_size")
-            tensors[tensor.name] = _to_model_type(
-                value, tensor.datatype, spec.datatype, manifest, tensor.name
-            )
-        if position != len(binary):
-            raise InvalidInput(f"{len(binary) - position} bytes of binary data belong to no input")
-        return tensors
-
-
-def _to_model_type(
-    value: np.ndarray, sent: Datatype, wanted: Datatype, manifest: ModelManifest, name: str
-) -> np.ndarray:
-    if sent is wanted:
-        return value
-    if (
-        sent is Datatype.BYTES
-        and wanted is Datatype.INT64
-        and manifest.task is Task.CTR
-        and name == "categorical"
-    ):
-        ids = np.fromiter(
-            (parse_categorical(item) for item in value.ravel()), dtype=np.int64, count=value.size
-        )
-        return ids.reshape(value.shape)
-    raise InvalidInput(f"input '{name}' has datatype {sent.value}, model takes {wanted.value}")
 
 
 def _check_ids(ids: np.ndarray) -> None:

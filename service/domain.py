@@ -10,13 +10,29 @@ from typing import Any
 
 import numpy as np
 
-from service.dataplane import parse_categorical
 from service.errors import InvalidInput
-from service.repository import ModelManifest, Task
+from service.repository import MAX_ID, ModelManifest, Task
 from service.schemas import CtrInstance, LocalizationInstance, Location
 
 Tensors = dict[str, np.ndarray]
 NOT_SEEN_DBM = 100.0
+HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+def parse_categorical(value: str | int | None) -> int:
+    """A raw categorical value: hex string as in Criteo files, int, or null/"" (missing -> 0)."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, str):
+        text = value.strip()
+        if not 0 < len(text) <= 16 or not HEX_DIGITS.issuperset(text):
+            raise InvalidInput(f"categorical value {value!r} is not a hex string of 1-16 digits")
+        number = int(text, 16)
+    else:
+        number = int(value)
+    if not 0 <= number < MAX_ID:
+        raise InvalidInput(f"categorical id {number} is out of range [0, 2^62)")
+    return number
 
 
 def _width(manifest: ModelManifest, name: str) -> int:

@@ -12,6 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,30 @@ class PayloadTooLarge(ServiceError):
     """The body or the number of instances exceeds a configured limit."""
 
     status_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class UnsupportedMediaType(ServiceError):
+    """An inference body that is not declared ``application/json`` (keeps cross-origin "simple" POSTs out)."""
+
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+
+
+class RequestTimeout(ServiceError):
+    """The body did not arrive within the body-read timeout; the connection is closed."""
+
+    status_code = HTTPStatus.REQUEST_TIMEOUT
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's code for "the client went away before the answer"
+
+
+class ClientClosedRequest(ServiceError):
+    """The client closed the connection before its request was read; nobody receives this answer."""
+
+    status_code = CLIENT_CLOSED_REQUEST
 
 
 class QueueFull(ServiceError):
@@ -137,6 +162,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
 
 
+async def _client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+    logger.info("%s %s -> %d: client closed the connection", request.method, request.url.path,
+                CLIENT_CLOSED_REQUEST)
+    return error_response(CLIENT_CLOSED_REQUEST, "client closed the connection")
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("%s %s -> 500", request.method, request.url.path, exc_info=exc)
     return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, f"internal error: {type(exc).__name__}")
@@ -147,4 +178,5 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_disconnect)
     app.add_exception_handler(Exception, _unexpected_error)

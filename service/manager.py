@@ -16,7 +16,7 @@ from pathlib import Path
 
 from service.batching import BatchConfig, BatchQueue
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
-from service.metrics import ModelMetrics
+from service.metrics import ModelMetrics, record_load_failure
 from service.repository import ModelManifest, fingerprint, scan_repository
 from service.runtime import LoadError, OnnxModel, RuntimeConfig
 
@@ -169,6 +169,7 @@ class ModelManager:
             if entry.serving is not None:
                 current = entry.serving.version
                 candidates = [version for version in candidates[:1] if version != current]
+            first_refusal = ""  # the reason names the newest version refused, not the last one tried
             for version in candidates:
                 version_dir = self.root / entry.name / version
                 marks = fingerprint(version_dir)
@@ -178,6 +179,9 @@ class ModelManager:
                     entry.state = ModelState.LOADING
                 if await self._swap_in(entry, version, marks):
                     break
+                first_refusal = first_refusal or entry.reason
+            if first_refusal:
+                entry.reason = first_refusal
             if entry.serving is None and entry.state is ModelState.LOADING:
                 entry.state = ModelState.FAILED
             return entry.serving
@@ -187,6 +191,7 @@ class ModelManager:
             model = await asyncio.to_thread(OnnxModel.load, self.root / entry.name / version, self.runtime)
         except LoadError as exc:
             entry.failed[version] = marks
+            record_load_failure(entry.name, version)
             entry.reason = f"version {version} refused: {exc}"
             logger.error("model '%s' version %s refused: %s", entry.name, version, exc)
             return False

@@ -64,6 +64,18 @@ PARAMETER_BYTES = Gauge(
     "robeserve_model_parameter_bytes", "Bytes the model needs at serving time.", MODEL_LABELS
 )
 MODEL_READY = Gauge("robeserve_model_ready", "1 while this version serves, else 0.", MODEL_LABELS)
+# Every HTTP answer, inference or not, by route template (never the raw path) and status code: the label
+# values are bounded by the routes the app declares. 499 = the client closed the connection first.
+HTTP_RESPONSES = Counter(
+    "robeserve_http_responses",
+    "HTTP responses by route template ('unmatched' for no route, 'malformed' for unparsable HTTP) and code.",
+    ("route", "code"),
+)
+LOAD_FAILURES = Counter(
+    "robeserve_model_load_failures",
+    "Model versions refused at load (bad manifest, checksum, ONNX or custom-op failure).",
+    MODEL_LABELS,
+)
 
 
 class ModelMetrics:
@@ -110,6 +122,16 @@ def observe_request(model: str, version: str, endpoint: str, code: int, seconds:
     """Count one inference request and its duration."""
     REQUESTS.labels(model, version, endpoint, str(code)).inc()
     REQUEST_DURATION.labels(model, version, endpoint).observe(seconds)
+
+
+def observe_response(route: str, code: int) -> None:
+    """Count one HTTP response (``route`` must be a route template or a fixed word, never a raw path)."""
+    HTTP_RESPONSES.labels(route, str(code)).inc()
+
+
+def record_load_failure(model: str, version: str) -> None:
+    """Count a refused version (``version`` is a directory name from the repository: bounded)."""
+    LOAD_FAILURES.labels(model, version).inc()
 
 
 def _totals_by_model(counter: Counter) -> dict[str, float]:

@@ -72,11 +72,11 @@ class RequestInput(BaseModel):
     header (binary tensor data extension).
     """
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     name: str
     shape: list[Dimension] = Field(max_length=8)
-    datatype: Datatype
+    datatype: Datatype = Field(strict=False)  # the name as text (strict would want an enum instance)
     parameters: dict[str, Any] | None = None
     data: list[Any] | None = Field(default=None, json_schema_extra=TENSOR_DATA_SCHEMA)
 
@@ -84,7 +84,7 @@ class RequestInput(BaseModel):
 class RequestOutput(BaseModel):
     """An output the client asks for (all outputs when the request names none)."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     name: str
     parameters: dict[str, Any] | None = None
@@ -93,7 +93,7 @@ class RequestOutput(BaseModel):
 class InferenceRequest(BaseModel):
     """``POST /v2/models/{name}[/versions/{version}]/infer`` request body."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     id: str | None = None
     parameters: dict[str, Any] | None = None
@@ -145,7 +145,7 @@ class LocalizationInstance(BaseModel):
 class PredictRequest(BaseModel):
     """``POST /v1/models/{name}/predict``: records of the model's task."""
 
-    model_config = ConfigDict(strict=True)
+    model_config = ConfigDict(strict=True, extra="forbid")
 
     instances: list[CtrInstance | LocalizationInstance] = Field(min_length=1)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from service.batching import BatchConfig
 from service.config import Settings
 from service.dataplane import DataPlane, DataPlaneLimits
+from service.decoding import Decoder
 from service.manager import ModelManager
 from service.metrics import RateMeter
 from service.repository import scan_repository
@@ -23,12 +24,14 @@ class AppState:
         manager: which model versions serve.
         dataplane: request checking and batching.
         meter: live per-model rates for the status page.
+        decoder: decodes request bodies (large ones in worker processes).
     """
 
     settings: Settings
     manager: ModelManager
     dataplane: DataPlane
     meter: RateMeter
+    decoder: Decoder
     started: float = field(default_factory=time.monotonic)
     draining: bool = False
 
@@ -48,12 +51,29 @@ class AppState:
         )
         manager = ModelManager(settings.repository, runtime, batching)
         dataplane = DataPlane(manager, DataPlaneLimits(settings.max_instances))
-        return cls(settings, manager, dataplane, RateMeter())
+        return cls(settings, manager, dataplane, RateMeter(), Decoder(settings.decode_workers))
+
+    def not_ready_reason(self) -> str | None:
+        """Why readiness is 503, or None when ready: at least one model serves, every model that was
+        not unloaded on purpose is loaded, and the service is not shutting down."""
+        if self.draining:
+            return "service is shutting down"
+        entries = self.manager.entries
+        if not self.manager.ready:
+            pending = [
+                name for name, entry in entries.items() if entry.serving is None and not entry.unloaded
+            ]
+            return f"models not loaded yet: {pending}" if pending else "loading the repository"
+        if not any(entry.serving is not None for entry in entries.values()):
+            return "no model is serving" + (
+                "" if entries else f" (repository {self.settings.repository} is empty)"
+            )
+        return None
 
     @property
     def ready(self) -> bool:
-        """Readiness: every model loaded and not draining."""
-        return self.manager.ready and not self.draining
+        """Readiness (see ``not_ready_reason``)."""
+        return self.not_ready_reason() is None
 
     @property
     def uptime_s(self) -> float:

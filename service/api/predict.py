@@ -10,10 +10,12 @@ from service.api.common import (
     json_body_schema,
     json_response,
     label_request,
-    parse_json,
+    read_body,
+    require_json,
     state_of,
 )
-from service.domain import records_to_tensors, tensors_to_predictions
+from service.decoding import decode_predict_body
+from service.domain import tensors_to_predictions
 from service.schemas import PredictRequest, PredictResponse
 
 router = APIRouter(tags=["predict"], responses=ERROR_RESPONSES)
@@ -30,13 +32,21 @@ PREDICT_DOC = {
 async def predict(model_name: str, request: Request) -> Response:
     """CTR records -> probabilities; WiFi fingerprints -> locations (same batching as v2 inference)."""
     state = state_of(request)
-    label_request(request, state, model_name, None, "predict")
-    body = await request.body()
-    parsed = parse_json(PredictRequest, body)
-    served = state.dataplane.resolve(model_name, None)
-    label_request(request, state, model_name, served.version, "predict")
-    inputs = records_to_tensors(served.manifest, parsed.instances)
-    outputs = await state.dataplane.infer(served, inputs)
+    label_request(request, state, model_name, "predict")
+    require_json(request)
+    served = state.dataplane.resolve(model_name, None)  # 404/503 before the body is read
+    label_request(request, state, model_name, "predict", served.version)
+    # A full queue: wait in line (unread) for up to queue_wait_s, then 503, before the body is read.
+    await served.queue.wait_for_room(state.settings.queue_wait_s)
+    body = await read_body(request, state)
+    served = state.dataplane.resolve(model_name, None)  # the version may have been swapped meanwhile
+    with state.dataplane.admit(served) as admission:  # ... and a full queue refuses before decoding
+        inputs = await state.decoder.run(
+            decode_predict_body, body, served.manifest, state.dataplane.limits.max_instances
+        )
+        served = state.dataplane.resolve(model_name, None)
+        label_request(request, state, model_name, "predict", served.version)
+        outputs = await state.dataplane.infer(served, inputs, admission)
     predictions = tensors_to_predictions(served.manifest, outputs)
     response = PredictResponse(model_name=served.name, model_version=served.version, predictions=predictions)
     return json_response(response.model_dump())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import APIRouter, Response
@@ -67,5 +68,5 @@ async def service_status(state: State) -> ServiceStatus:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics() -> Response:
-    """Prometheus text exposition."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition (rendered in a worker thread, off the event loop)."""
+    return Response(await asyncio.to_thread(generate_latest), media_type=CONTENT_TYPE_LATEST)

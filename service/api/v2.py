@@ -21,9 +21,11 @@ from service.api.common import (
     json_body_schema,
     json_response,
     label_request,
-    parse_json,
+    read_body,
+    require_json,
     state_of,
 )
+from service.decoding import decode_v2_body
 from service.errors import InvalidInput, ServiceNotReady
 from service.manager import ServedModel
 from service.schemas import (
@@ -40,7 +42,6 @@ from service.tensors import (
     datatype_from_name,
     encode_binary_data,
     encode_json_data,
-    split_binary_body,
 )
 
 logger = logging.getLogger(__name__)
@@ -73,12 +74,11 @@ async def live() -> LiveResponse:
 
 @router.get("/v2/health/ready", response_model=ReadyResponse, response_model_exclude_none=True)
 async def ready(state: State) -> ReadyResponse:
-    """200 when every model is loaded; 503 while loading, when a model failed, or after SIGTERM."""
-    if state.draining:
-        raise ServiceNotReady("service is shutting down")
-    if not state.manager.ready:
-        pending = [name for name, entry in state.manager.entries.items() if entry.serving is None]
-        raise ServiceNotReady(f"models not loaded yet: {pending}" if pending else "loading the repository")
+    """200 when at least one model serves and every model is loaded; 503 while loading, when a model
+    failed, when nothing serves (empty repository, all unloaded), or after SIGTERM."""
+    reason = state.not_ready_reason()
+    if reason is not None:
+        raise ServiceNotReady(reason)
     return ReadyResponse(ready=True)
 
 
@@ -151,17 +151,32 @@ async def infer_version(model_name: str, model_version: str, request: Request) -
 
 async def _infer(request: Request, model_name: str, model_version: str | None) -> Response:
     state = state_of(request)
-    label_request(request, state, model_name, model_version, "infer")
-    body = await request.body()
-    header_length = request.headers.get(BINARY_HEADER)
-    json_part, binary = split_binary_body(body, header_length) if header_length is not None else (body, b"")
-    parsed = parse_json(InferenceRequest, json_part)
-    # From resolve to submit nothing awaits, so a version swap cannot close the queue in between.
+    label_request(request, state, model_name, "infer")
+    require_json(request)
+    # Admission before the body is read: unknown models, versions that do not serve and full queues are
+    # refused before the body costs anything.
     served = state.dataplane.resolve(model_name, model_version)
-    label_request(request, state, model_name, served.version, "infer")
-    wanted = _requested_outputs(served, parsed)
-    inputs = state.dataplane.decode_v2(served.manifest, parsed, binary)
-    outputs = await state.dataplane.infer(served, inputs)
+    label_request(request, state, model_name, "infer", served.version)
+    # A full queue: wait in line (unread) for up to queue_wait_s, then 503, before the body is read.
+    await served.queue.wait_for_room(state.settings.queue_wait_s)
+    body = await read_body(request, state)
+    # The version may have been swapped while the body arrived; the place in the queue is held from
+    # here (decoding on), so a slow sender holds none.
+    served = state.dataplane.resolve(model_name, model_version)
+    with state.dataplane.admit(served) as admission:
+        parsed, inputs = await state.decoder.run(
+            decode_v2_body,
+            body,
+            request.headers.get(BINARY_HEADER),
+            served.manifest,
+            state.dataplane.limits.max_instances,
+        )
+        # From this resolve to the submit nothing awaits, so a version swap cannot close the queue in
+        # between (a swap while the body was read moves the request to the new version).
+        served = state.dataplane.resolve(model_name, model_version)
+        label_request(request, state, model_name, "infer", served.version)
+        wanted = _requested_outputs(served, parsed)
+        outputs = await state.dataplane.infer(served, inputs, admission)
     return _encode(served, parsed, {name: outputs[name] for name in wanted}, wanted)
 
 

@@ -79,3 +79,14 @@ def test_scrape_annotations_match_the_container_and_the_prometheus_config(valida
     static.write_text(yaml.safe_dump(config))
     result = validator("promtool", "check", "config", "--syntax-only", static)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grace_period_covers_prestop_drain_and_graceful_shutdown() -> None:
+    pod = resources()["Deployment"]["spec"]["template"]["spec"]
+    spec = container()
+    env = {item["name"]: item.get("value") for item in spec.get("env", [])}
+    pre_stop = spec["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    drain = float(env["ROBESERVE_DRAIN_DELAY_S"]) + float(env["ROBESERVE_GRACEFUL_TIMEOUT_S"])
+    budget = float(pre_stop[1]) + drain
+    assert pod["terminationGracePeriodSeconds"] >= budget + 5, (pod["terminationGracePeriodSeconds"], budget)

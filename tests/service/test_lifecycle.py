@@ -42,6 +42,7 @@ def test_full_queue_answers_503_with_retry_after(
         repository,
         ROBESERVE_MAX_QUEUE_DELAY_US="400000",
         ROBESERVE_MAX_QUEUE_SIZE="4",
+        ROBESERVE_QUEUE_WAIT_S="0",
         ROBESERVE_RETRY_AFTER_S="2",
         ROBESERVE_LOG_FORMAT="json",
     )
@@ -95,6 +96,7 @@ def test_sigterm_drains_in_flight_requests(start_service, model_repository: Path
             dense, categorical = ctr_batch(np.random.default_rng(1), 1)
             late = client.post("/v2/models/ctr/infer", json=ctr_infer_body(dense, categorical))
             assert late.status_code == 200  # still served during the drain delay
+            assert late.headers["connection"] == "close"  # clients move to another replica
         assert [response.status_code for response in in_flight.result(timeout=30)] == [200] * 8
     service.process.wait(timeout=30)
     assert service.process.returncode in (0, -signal.SIGTERM)
