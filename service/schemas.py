@@ -50,6 +50,7 @@ class ModelMetadataResponse(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    placement: str | None = None  # robeserve: "device" or "hybrid" (DESIGN.md section 6)
 
 
 class LiveResponse(BaseModel):
@@ -185,6 +186,10 @@ class ModelStatus(BaseModel):
     inferences_total: float
     requests_per_s: float
     samples_per_s: float
+    placement: str | None = None
+    placement_reason: str = ""
+    device_bytes: int | None = None
+    table_bytes: int | None = None
 
 
 class ServiceStatus(BaseModel):

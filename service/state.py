@@ -10,6 +10,7 @@ from service.config import Settings
 from service.dataplane import DataPlane, DataPlaneLimits
 from service.manager import ModelManager
 from service.metrics import RateMeter
+from service.placement import PlacementPolicy
 from service.repository import scan_repository
 from service.runtime import RuntimeConfig, resolve_providers
 
@@ -46,7 +47,8 @@ class AppState:
             settings.max_queue_size,
             settings.retry_after_s,
         )
-        manager = ModelManager(settings.repository, runtime, batching)
+        policy = PlacementPolicy.from_settings(settings.gpu_memory_limit, settings.placement, providers)
+        manager = ModelManager(settings.repository, runtime, batching, policy)
         dataplane = DataPlane(manager, DataPlaneLimits(settings.max_instances))
         return cls(settings, manager, dataplane, RateMeter())
 

@@ -44,6 +44,10 @@ def _model_status(entry: ModelEntry, rates: ModelRates) -> ModelStatus:
         inferences_total=rates.inferences_total,
         requests_per_s=rates.requests_per_s,
         samples_per_s=rates.samples_per_s,
+        placement=entry.serving.placement if entry.serving else None,
+        placement_reason=entry.serving.model.decision_reason if entry.serving else "",
+        device_bytes=entry.serving.model.device_bytes if entry.serving else None,
+        table_bytes=entry.serving.model.table_bytes if entry.serving else None,
     )
 
 
