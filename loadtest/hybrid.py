@@ -95,7 +95,9 @@ class StageTimes:
         self.samples.setdefault(stage, []).append(seconds)
 
 
-def _sequential(run: Callable[[dict[str, np.ndarray]], Any], feeds: list[dict[str, np.ndarray]], count: int):  # type: ignore[no-untyped-def]
+def _sequential(
+    run: Callable[[dict[str, np.ndarray]], Any], feeds: list[dict[str, np.ndarray]], count: int
+) -> Callable[[], float]:
     position = 0
 
     def sample() -> float:
@@ -109,7 +111,9 @@ def _sequential(run: Callable[[dict[str, np.ndarray]], Any], feeds: list[dict[st
     return sample
 
 
-def _pipelined(model: HybridModel, feeds: list[dict[str, np.ndarray]], count: int, pool: ThreadPoolExecutor):  # type: ignore[no-untyped-def]
+def _pipelined(
+    model: HybridModel, feeds: list[dict[str, np.ndarray]], count: int, pool: ThreadPoolExecutor
+) -> Callable[[], float]:
     position = 0
 
     def sample() -> float:
