@@ -190,6 +190,12 @@ class ModelStatus(BaseModel):
     placement_reason: str = ""
     device_bytes: int | None = None
     table_bytes: int | None = None
+    method_detail: str = ""
+    history: list[tuple[float, float]] = []  # (seconds ago, samples/s), oldest first
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_batch_size: float | None = None
+    stage_ms: dict[str, float] = {}
 
 
 class ServiceStatus(BaseModel):

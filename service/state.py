@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from service.batching import BatchConfig
 from service.config import Settings
 from service.dataplane import DataPlane, DataPlaneLimits
+from service.history import LiveMeter
 from service.manager import ModelManager
 from service.metrics import RateMeter
 from service.placement import PlacementPolicy
@@ -50,7 +51,7 @@ class AppState:
         policy = PlacementPolicy.from_settings(settings.gpu_memory_limit, settings.placement, providers)
         manager = ModelManager(settings.repository, runtime, batching, policy)
         dataplane = DataPlane(manager, DataPlaneLimits(settings.max_instances))
-        return cls(settings, manager, dataplane, RateMeter())
+        return cls(settings, manager, dataplane, LiveMeter())
 
     @property
     def ready(self) -> bool:

@@ -58,14 +58,18 @@ def _run_dir(root: Path, method: str) -> Path:
     return run_dir
 
 
+def export_tiny(root: Path, methods: tuple[str, ...] = ("full", "hash", "robe")) -> dict[str, Path]:
+    """Tiny DLRMs (random weights) exported and verified into ``root/models/dlrm-<method>/1``."""
+    return {
+        method: export_run(_run_dir(root / "runs", method), ExportOptions(root / "models", f"dlrm-{method}"))
+        for method in methods
+    }
+
+
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """dlrm-full, dlrm-hash and dlrm-robe (tiny, random weights), exported and verified once."""
-    root = tmp_path_factory.mktemp("hybrid")
-    return {
-        method: export_run(_run_dir(root / "runs", method), ExportOptions(root / "models", f"dlrm-{method}"))
-        for method in ("full", "hash", "robe")
-    }
+    return export_tiny(tmp_path_factory.mktemp("hybrid"))
 
 
 def _batch(size: int, seed: int = 0) -> dict[str, np.ndarray]:
