@@ -198,7 +198,7 @@ class PlacementMetrics:
     def __init__(self, model: str, version: str) -> None:
         self.model = model
         self.version = version
-        self._stages = {stage: STAGE_DURATION.labels(model, stage) for stage in STAGES}
+        self._stages: dict[str, Histogram] = {}  # created on first use: device models have no stages
 
     def set_placement(self, placement: str | None) -> None:
         """Mark ``placement`` as the one serving (None: not serving)."""
@@ -206,4 +206,9 @@ class PlacementMetrics:
             MODEL_PLACEMENT.labels(self.model, self.version, name).set(1 if name == placement else 0)
 
     def stage(self, stage: str, seconds: float) -> None:
-        self._stages[stage].observe(seconds)
+        histogram = self._stages.get(stage)
+        if histogram is None:
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}")
+            histogram = self._stages[stage] = STAGE_DURATION.labels(self.model, stage)
+        histogram.observe(seconds)

@@ -245,3 +245,25 @@ def test_fair_gather_kernel_compiles(tmp_path: Path) -> None:
     symbols = subprocess.run(["nm", "-D", str(library)], capture_output=True, text=True, check=True).stdout
     for name in ("robeserve_gather_rows", "robeserve_register_host", "robeserve_unregister_host"):
         assert name in symbols
+
+
+def test_gpu_serve_script_dry_run(tmp_path: Path) -> None:
+    """The served GPU path's script on the CPU: export, serve dlrm-robe (device) and dlrm-full (hybrid), drive
+    both, read the ratio and the stage histograms from /metrics."""
+    env = {**os.environ, "OUT": str(tmp_path), "SERVE_DRY_RUN": "1", "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "loadtest" / "gpu_serve.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "gpu_serve.json").read_text())
+    assert result["placement"] == {"dlrm-robe": "device", "dlrm-full": "hybrid"}
+    assert result["ratio_robe_vs_full"] > 0 and all(phase["failed"] == 0 for phase in result["phases"])
+    full = next(phase for phase in result["phases"] if phase["model"] == "dlrm-full")
+    robe = next(phase for phase in result["phases"] if phase["model"] == "dlrm-robe")
+    assert {"lookup", "dense"} <= set(full["stages"]) and not robe["stages"]
+    assert full["stages"]["lookup"]["count"] > 0 and sum(full["stages"]["dense"]["buckets"].values()) > 0
+    assert "ratio robe/full" in (tmp_path / "gpu_serve.md").read_text()
