@@ -84,6 +84,8 @@ class BatchQueue:
         config: batching limits.
         name: used for the worker thread's name and log lines.
         observer: receives queue depth, waits, batch sizes and compute times.
+        pipeline_depth: batches in flight at once (2 for a hybrid model, whose ``run_batch`` locks each
+            stage, so batch n+1's lookup overlaps batch n's dense part).
 
     Example:
         >>> queue = BatchQueue(model.run, BatchConfig(64, 1000, 256), "dlrm-robe")
@@ -92,7 +94,12 @@ class BatchQueue:
     """
 
     def __init__(
-        self, run_batch: RunBatch, config: BatchConfig, name: str, observer: BatchObserver | None = None
+        self,
+        run_batch: RunBatch,
+        config: BatchConfig,
+        name: str,
+        observer: BatchObserver | None = None,
+        pipeline_depth: int = 1,
     ):
         self._run_batch = run_batch
         self.config = config
@@ -104,8 +111,11 @@ class BatchQueue:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._wakeup = asyncio.Event()
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"batch-{name}")
+        self._executor = ThreadPoolExecutor(max_workers=pipeline_depth, thread_name_prefix=f"batch-{name}")
         self._worker: asyncio.Task[None] | None = None
+        self._pipeline_depth = pipeline_depth
+        self._slots = asyncio.Semaphore(pipeline_depth)
+        self._in_flight: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         """Start the worker task on the running loop."""
@@ -223,9 +233,15 @@ class BatchQueue:
 
     async def _work(self) -> None:
         while True:
+            if self._pipeline_depth > 1:
+                await self._slots.acquire()  # a free pipeline slot before the next batch is taken
             batch = await self._collect()
             if batch is None:
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
                 return
+            if self._pipeline_depth > 1:
+                self._start_pipelined(batch)
+                continue
             try:
                 await self._execute(batch)
             except Exception:  # never let the worker die: later requests would hang
@@ -233,6 +249,22 @@ class BatchQueue:
                 for request in batch:
                     if not request.future.done():
                         request.future.set_exception(InferenceFailed("internal batching error"))
+
+    def _start_pipelined(self, batch: list[_Request]) -> None:
+        async def guarded() -> None:
+            try:
+                await self._execute(batch)
+            except Exception:  # as in _work: every request gets an answer
+                logger.exception("batch worker of model '%s' failed", self.name)
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(InferenceFailed("internal batching error"))
+            finally:
+                self._slots.release()
+
+        task = asyncio.get_running_loop().create_task(guarded())
+        self._in_flight.add(task)
+        task.add_done_callback(self._in_flight.discard)
 
     async def _wait(self, timeout: float | None) -> bool:
         """Wait for a submit or close; False on timeout."""

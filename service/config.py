@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.placement import parse_modes, parse_size
+
 MIB = 1024 * 1024
 
 
@@ -50,6 +52,11 @@ class Settings(BaseSettings):
         log_format: ``text`` or ``json`` (JSON lines).
         log_level: logging level name.
         access_log: log every HTTP request (costly under load).
+        gpu_memory_limit: device memory budget of the models (``5MB``, ``24GB``, ``512MiB``, bytes); unset:
+            what the GPU has free less a margin (no budget on a machine without a GPU). Without a GPU a
+            given limit applies to the CPU session as if it were the device.
+        placement: ``auto`` (from the budget), ``device`` or ``hybrid`` for every model, optionally
+            followed by per-model choices: ``auto,dlrm-full=hybrid``.
 
     Example:
         >>> Settings(repository=Path("models"), max_batch_size=128).max_batch_size
@@ -80,6 +87,8 @@ class Settings(BaseSettings):
     log_format: LogFormat = LogFormat.TEXT
     log_level: str = "INFO"
     access_log: bool = False
+    gpu_memory_limit: str | None = None
+    placement: str = "auto"
 
     @field_validator("providers")
     @classmethod
@@ -88,6 +97,20 @@ class Settings(BaseSettings):
         if not names:
             raise ValueError("providers must be 'auto' or a comma-separated list of execution providers")
         return ",".join(names)
+
+    @field_validator("gpu_memory_limit")
+    @classmethod
+    def _check_gpu_memory_limit(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_size(value)
+        return value.strip()
+
+    @field_validator("placement")
+    @classmethod
+    def _check_placement(cls, value: str) -> str:
+        parse_modes(value)
+        return value
 
     @field_validator("log_level")
     @classmethod

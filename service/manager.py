@@ -16,9 +16,10 @@ from pathlib import Path
 
 from service.batching import BatchConfig, BatchQueue
 from service.errors import ModelLoadFailed, ModelNotFound, ModelNotReady
-from service.metrics import ModelMetrics, record_load_failure
+from service.metrics import ModelMetrics, PlacementMetrics, record_load_failure
+from service.placement import PlacementPolicy, load_model
 from service.repository import ModelManifest, fingerprint, scan_repository
-from service.runtime import LoadError, OnnxModel, RuntimeConfig
+from service.runtime import LoadedModel, LoadError, RuntimeConfig
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +37,14 @@ class ModelState(StrEnum):
 class ServedModel:
     """A version that serves: its session, its batching queue and its metrics."""
 
-    model: OnnxModel
+    model: LoadedModel
     queue: BatchQueue
     metrics: ModelMetrics
+    placement_metrics: PlacementMetrics | None = None
+
+    @property
+    def placement(self) -> str:
+        return str(self.model.placement)
 
     @property
     def manifest(self) -> ModelManifest:
@@ -74,6 +80,7 @@ class ModelManager:
         root: repository root.
         runtime: how sessions are created.
         batching: batching limits of every model.
+        placement: how each model's placement (device or hybrid) is chosen; default: no budget.
 
     Example:
         >>> runtime = RuntimeConfig(("CPUExecutionProvider",))
@@ -82,10 +89,17 @@ class ModelManager:
         >>> served = manager.resolve("dlrm-robe", None)
     """
 
-    def __init__(self, root: Path, runtime: RuntimeConfig, batching: BatchConfig) -> None:
+    def __init__(
+        self,
+        root: Path,
+        runtime: RuntimeConfig,
+        batching: BatchConfig,
+        placement: PlacementPolicy | None = None,
+    ) -> None:
         self.root = root
         self.runtime = runtime
         self.batching = batching
+        self.placement = placement or PlacementPolicy()
         self.entries: dict[str, ModelEntry] = {}
         self.initial_load_done = False
 
@@ -188,7 +202,9 @@ class ModelManager:
 
     async def _swap_in(self, entry: ModelEntry, version: str, marks: tuple[tuple[int, int], ...]) -> bool:
         try:
-            model = await asyncio.to_thread(OnnxModel.load, self.root / entry.name / version, self.runtime)
+            model = await asyncio.to_thread(
+                load_model, self.root / entry.name / version, self.runtime, self.placement
+            )
         except LoadError as exc:
             entry.failed[version] = marks
             record_load_failure(entry.name, version)
@@ -196,15 +212,23 @@ class ModelManager:
             logger.error("model '%s' version %s refused: %s", entry.name, version, exc)
             return False
         metrics = ModelMetrics(entry.name, version)
-        queue = BatchQueue(model.run, self.batching, f"{entry.name}/{version}", metrics)
+        placement_metrics = PlacementMetrics(entry.name, version)
+        model.set_stage_observer(placement_metrics)
+        queue = BatchQueue(
+            model.run, self.batching, f"{entry.name}/{version}", metrics, pipeline_depth=model.pipeline_depth
+        )
         queue.start()
         metrics.set_loaded(model.manifest.parameter_bytes)
-        old, entry.serving = entry.serving, ServedModel(model, queue, metrics)
+        placement_metrics.set_placement(str(model.placement))
+        old, entry.serving = entry.serving, ServedModel(model, queue, metrics, placement_metrics)
         entry.state = ModelState.READY
         if not entry.versions or version == entry.versions[-1]:
             entry.reason = ""  # else keep the reason why a newer version is not the one serving
         entry.failed.pop(version, None)
-        logger.info("model '%s' version %s serving on %s", entry.name, version, ",".join(model.providers))
+        logger.info(
+            "model '%s' version %s serving on %s, placement %s",
+            entry.name, version, ",".join(model.providers), model.placement,
+        )  # fmt: skip
         if old is not None:
             await self._retire(old)
         return True
@@ -212,7 +236,10 @@ class ModelManager:
     @staticmethod
     async def _retire(old: ServedModel) -> None:
         old.metrics.set_unloaded()
+        if old.placement_metrics is not None:
+            old.placement_metrics.set_placement(None)
         await old.queue.close()
+        old.model.close()
         logger.info("model '%s' version %s retired", old.name, old.version)
 
 

@@ -195,3 +195,42 @@ class RateMeter:
                 samples_per_s=sample_delta / elapsed if elapsed > 0.5 else 0.0,
             )
         return result
+
+
+# Placement (DESIGN.md section 6): appended for the hybrid placement.
+MODEL_PLACEMENT = Gauge(
+    "robeserve_model_placement",
+    "1 for the placement a serving version runs with (device: whole graph on the device; hybrid: lookups on "
+    "the CPU with host tables, the rest on the device), else 0.",
+    (*MODEL_LABELS, "placement"),
+)
+STAGE_DURATION = Histogram(
+    "robeserve_stage_duration_seconds",
+    "Time of one stage of a hybrid batch: lookup (CPU, host tables), transfer (host to device), dense.",
+    ("model", "stage"),
+    buckets=LATENCY_BUCKETS,
+)
+PLACEMENTS = ("device", "hybrid")
+STAGES = ("lookup", "transfer", "dense")
+
+
+class PlacementMetrics:
+    """Placement gauge and stage histograms of one model version (implements ``placement.StageObserver``)."""
+
+    def __init__(self, model: str, version: str) -> None:
+        self.model = model
+        self.version = version
+        self._stages: dict[str, Histogram] = {}  # created on first use: device models have no stages
+
+    def set_placement(self, placement: str | None) -> None:
+        """Mark ``placement`` as the one serving (None: not serving)."""
+        for name in PLACEMENTS:
+            MODEL_PLACEMENT.labels(self.model, self.version, name).set(1 if name == placement else 0)
+
+    def stage(self, stage: str, seconds: float) -> None:
+        histogram = self._stages.get(stage)
+        if histogram is None:
+            if stage not in STAGES:
+                raise ValueError(f"unknown stage {stage!r}")
+            histogram = self._stages[stage] = STAGE_DURATION.labels(self.model, stage)
+        histogram.observe(seconds)

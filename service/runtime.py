@@ -119,57 +119,71 @@ def _warmup_feeds(manifest: ModelManifest) -> dict[str, np.ndarray]:
     return feeds
 
 
-class OnnxModel:
-    """A verified model version: its manifest and an onnxruntime session.
+def read_verified_manifest(version_dir: Path) -> ModelManifest:
+    """``model.json`` of a version, checked against the SHA-256 of its ``model.onnx``; LoadError otherwise."""
+    try:
+        manifest = read_manifest(version_dir)
+    except ManifestError as exc:
+        raise LoadError(str(exc)) from None
+    try:
+        actual_sha = file_sha256(version_dir / MODEL_FILE)
+    except OSError as exc:
+        raise LoadError(f"cannot read model.onnx: {exc}") from None
+    if actual_sha != manifest.onnx_sha256:
+        raise LoadError(
+            f"sha256 mismatch: model.json says {manifest.onnx_sha256[:12]}..., "
+            f"model.onnx is {actual_sha[:12]}..."
+        )
+    return manifest
+
+
+class LoadedModel:
+    """What the service serves: a verified version that runs merged batches (``OnnxModel`` for a whole
+    graph in one session, ``placement.HybridModel`` for the hybrid split).
 
     Args:
         manifest: the parsed ``model.json``.
-        session: the session created from ``model.onnx``.
         path: the version directory.
-
-    Example:
-        >>> model = OnnxModel.load(Path("models/dlrm-robe/1"), RuntimeConfig(("CPUExecutionProvider",)))
-        >>> model.run({"dense": dense, "categorical": ids})["probability"].shape  # (B,) or (B, 1)
     """
 
-    def __init__(self, manifest: ModelManifest, session: ort.InferenceSession, path: Path) -> None:
+    placement: str = "device"
+    pipeline_depth: int = 1  # batches a queue may have in flight (2: the stages of two batches overlap)
+
+    def __init__(self, manifest: ModelManifest, path: Path) -> None:
         self.manifest = manifest
-        self.session = session
         self.path = path
         self.output_names = [spec.name for spec in manifest.outputs]
+        self.device_bytes: int | None = None  # bytes placed on the device, when counted
+        self.table_bytes: int = 0  # bytes of the tables kept in host memory (hybrid)
+        self.decision_reason = ""
 
-    @classmethod
-    def load(cls, version_dir: Path, config: RuntimeConfig) -> OnnxModel:
-        """Read, verify, open and warm up one version; raises LoadError with the reason."""
-        try:
-            manifest = read_manifest(version_dir)
-        except ManifestError as exc:
-            raise LoadError(str(exc)) from None
-        try:
-            actual_sha = file_sha256(version_dir / MODEL_FILE)
-        except OSError as exc:
-            raise LoadError(f"cannot read model.onnx: {exc}") from None
-        if actual_sha != manifest.onnx_sha256:
-            raise LoadError(
-                f"sha256 mismatch: model.json says {manifest.onnx_sha256[:12]}..., "
-                f"model.onnx is {actual_sha[:12]}..."
-            )
-        try:
-            session = ort.InferenceSession(
-                str(version_dir / MODEL_FILE),
-                sess_options=session_options(config),
-                providers=list(config.providers),
-            )
-        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
-            raise LoadError(f"onnxruntime cannot open model.onnx: {exc}") from None
-        model = cls(manifest, session, version_dir)
-        model._verify_signature()
-        model._warm_up()
-        return model
+    def graph_inputs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def graph_outputs(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    @property
+    def providers(self) -> list[str]:
+        raise NotImplementedError
+
+    def set_stage_observer(self, observer: Any) -> None:
+        """Receives per-stage durations (only models with stages call it)."""
+
+    def close(self) -> None:
+        """Release what the model holds beyond its sessions (called when it is retired)."""
+
+    def verify(self) -> None:
+        """Check the graph's signature against ``model.json`` and run one warm-up sample."""
+        self._verify_signature()
+        self._warm_up()
 
     def _verify_signature(self) -> None:
-        graph_inputs = {node.name: node for node in self.session.get_inputs()}
-        graph_outputs = {node.name: node for node in self.session.get_outputs()}
+        graph_inputs = self.graph_inputs()
+        graph_outputs = self.graph_outputs()
         declared = {spec.name for spec in self.manifest.inputs}
         if set(graph_inputs) != declared:
             raise LoadError(
@@ -192,6 +206,50 @@ class OnnxModel:
                 raise LoadError(
                     f"output '{name}' does not keep the batch dimension (shape {list(value.shape)})"
                 )
+
+
+class OnnxModel(LoadedModel):
+    """A verified model version: its manifest and one onnxruntime session (placement ``device``).
+
+    Args:
+        manifest: the parsed ``model.json``.
+        session: the session created from ``model.onnx``.
+        path: the version directory.
+
+    Example:
+        >>> model = OnnxModel.load(Path("models/dlrm-robe/1"), RuntimeConfig(("CPUExecutionProvider",)))
+        >>> model.run({"dense": dense, "categorical": ids})["probability"].shape  # (B,) or (B, 1)
+    """
+
+    def __init__(self, manifest: ModelManifest, session: ort.InferenceSession, path: Path) -> None:
+        super().__init__(manifest, path)
+        self.session = session
+
+    @classmethod
+    def load(cls, version_dir: Path, config: RuntimeConfig) -> OnnxModel:
+        """Read, verify, open and warm up one version; raises LoadError with the reason."""
+        return cls.open(read_verified_manifest(version_dir), version_dir, config)
+
+    @classmethod
+    def open(cls, manifest: ModelManifest, version_dir: Path, config: RuntimeConfig) -> OnnxModel:
+        """Open the session of an already verified manifest, check and warm it up."""
+        try:
+            session = ort.InferenceSession(
+                str(version_dir / MODEL_FILE),
+                sess_options=session_options(config),
+                providers=list(config.providers),
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types for bad graphs
+            raise LoadError(f"onnxruntime cannot open model.onnx: {exc}") from None
+        model = cls(manifest, session, version_dir)
+        model.verify()
+        return model
+
+    def graph_inputs(self) -> dict[str, Any]:
+        return {node.name: node for node in self.session.get_inputs()}
+
+    def graph_outputs(self) -> dict[str, Any]:
+        return {node.name: node for node in self.session.get_outputs()}
 
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """One ``session.run`` over a (merged) batch; returns every declared output by name."""

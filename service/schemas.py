@@ -50,6 +50,7 @@ class ModelMetadataResponse(BaseModel):
     platform: str
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
+    placement: str | None = None  # robeserve: "device" or "hybrid" (DESIGN.md section 6)
 
 
 class LiveResponse(BaseModel):
@@ -185,6 +186,16 @@ class ModelStatus(BaseModel):
     inferences_total: float
     requests_per_s: float
     samples_per_s: float
+    placement: str | None = None
+    placement_reason: str = ""
+    device_bytes: int | None = None
+    table_bytes: int | None = None
+    method_detail: str = ""
+    history: list[tuple[float, float]] = []  # (seconds ago, samples/s), oldest first
+    p50_ms: float | None = None
+    p99_ms: float | None = None
+    mean_batch_size: float | None = None
+    stage_ms: dict[str, float] = {}
 
 
 class ServiceStatus(BaseModel):

@@ -9,8 +9,10 @@ from service.batching import BatchConfig
 from service.config import Settings
 from service.dataplane import DataPlane, DataPlaneLimits
 from service.decoding import Decoder
+from service.history import LiveMeter
 from service.manager import ModelManager
 from service.metrics import RateMeter
+from service.placement import PlacementPolicy
 from service.repository import scan_repository
 from service.runtime import RuntimeConfig, resolve_providers
 
@@ -49,9 +51,10 @@ class AppState:
             settings.max_queue_size,
             settings.retry_after_s,
         )
-        manager = ModelManager(settings.repository, runtime, batching)
+        policy = PlacementPolicy.from_settings(settings.gpu_memory_limit, settings.placement, providers)
+        manager = ModelManager(settings.repository, runtime, batching, policy)
         dataplane = DataPlane(manager, DataPlaneLimits(settings.max_instances))
-        return cls(settings, manager, dataplane, RateMeter(), Decoder(settings.decode_workers))
+        return cls(settings, manager, dataplane, LiveMeter(), Decoder(settings.decode_workers))
 
     def not_ready_reason(self) -> str | None:
         """Why readiness is 503, or None when ready: at least one model serves, every model that was

@@ -94,6 +94,7 @@ def _metadata(served: ServedModel) -> ModelMetadataResponse:
         outputs=[
             TensorMetadata(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in manifest.outputs
         ],
+        placement=served.placement,
     )
 
 

@@ -28,8 +28,9 @@ class ReferenceOps:
         self.mode = mode
         self.calls = 0
 
-    def robe_forward(self, ids: torch.Tensor, memory: torch.Tensor, params: ref.HashParams, dim: int,
-                     block_size: int) -> torch.Tensor:
+    def robe_forward(
+        self, ids: torch.Tensor, memory: torch.Tensor, params: ref.HashParams, dim: int, block_size: int
+    ) -> torch.Tensor:
         self.calls += 1
         if self.mode == "raises":
             raise RuntimeError("ai.robe CUDA: invalid device function")
@@ -122,10 +123,21 @@ def test_bad_arguments_exit_with_one_line(capsys) -> None:
 
 @pytest.mark.slow
 def test_the_shell_script_runs_every_step(tmp_path: Path) -> None:
-    env = {**os.environ, "OUT": str(tmp_path), "PYTHON": sys.executable, "GPU_BENCH_SHAPES": "tiny",
-           "GPU_BENCH_EXTRA": "--device cpu --dry-run"}
-    done = subprocess.run(["bash", str(ROOT / "loadtest" / "gpu_bench.sh")], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "PYTHON": sys.executable,
+        "GPU_BENCH_SHAPES": "tiny",
+        "GPU_BENCH_EXTRA": "--device cpu --dry-run",
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "loadtest" / "gpu_bench.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     merged = json.loads((tmp_path / "gpu_bench.json").read_text())
     assert {r["method"] for r in merged["runs"]} == {"full", "robe-torch"}
@@ -141,3 +153,117 @@ def test_the_shell_script_passes_shellcheck() -> None:
     script = str(ROOT / "loadtest" / "gpu_bench.sh")
     done = subprocess.run([shellcheck, script], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout
+
+
+# --- the fair benchmark (gpu_bench v2: loadtest.gpu_fair) ---
+
+
+def test_fair_benchmark_dry_run_and_report(tmp_path: Path) -> None:
+    from loadtest import gpu_fair, gpu_fair_report
+
+    assert gpu_fair.main(["--device", "cpu", "--dry-run", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / gpu_fair.RESULT_FILE).read_text())
+    measured = {run["variant"] for run in result["runs"]}
+    assert measured == {
+        "full-hbm",
+        "full-host",
+        "full-host-db",
+    }  # the CUDA-only ones say why they are skipped
+    assert {s.split(":")[0] for s in result["skipped"]} == {"robe", "full-hbm-vec", "full-host-uva"}
+    assert {run["dtype"] for run in result["runs"]} == {"fp32", "bf16"} and not result["errors"]
+    for run in result["runs"]:
+        assert run["samples_per_s"] > 0 and run["rounds"] >= 1 and run["stages_ms"]["dense"] > 0
+        if run["variant"].startswith("full-host"):
+            assert {"lookup", "transfer", "dense"} <= set(run["stages_ms"])
+    caps = {(a["variant"], a["cap_gb"]): a for a in result["asserts"]}
+    assert caps[("full-host", 24)]["fits_full_scale"]
+    summary = gpu_fair_report.summarize(result)
+    assert summary["rows"] and all(row["amdahl_ceiling_vs_hbm"] >= 1 for row in summary["rows"])
+    assert gpu_fair_report.main([str(tmp_path / gpu_fair.RESULT_FILE)]) == 0
+
+
+def test_fair_benchmark_same_answers_on_every_path(tmp_path: Path) -> None:
+    """The host-table paths feed the dense part the same rows as the in-memory table."""
+    from loadtest import gpu_fair
+    from loadtest.torch_models import IdDistribution
+
+    config = gpu_fair.FairConfig(
+        "tiny",
+        (8,),
+        (IdDistribution.UNIFORM,),
+        ("fp32",),
+        device="cpu",
+        rows_scale=1.0,
+        variants=("full-hbm", "full-host"),
+    )
+    shape = get_shape("tiny")
+    device = torch.device("cpu")
+    tables = gpu_fair.build_tables(shape, config, device)
+    tables.device_table = tables.host_table  # one table serves both paths on the CPU
+    dense = gpu_fair.DensePart(
+        gpu_fair.DLRMConfig.preset("tiny", num_dense=13, num_features=shape.num_features), torch.float32
+    ).eval()
+    runner = gpu_fair.Runner(tables, dense, device, config, None, None, 8, IdDistribution.UNIFORM)
+    with torch.no_grad():
+        runner.device_step("full-hbm")(0)
+        via_table = runner.out_h.clone()
+        runner.host_steps(double_buffer=True)(1)
+        assert torch.equal(runner.out_h, via_table)
+
+
+def test_fair_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    from loadtest import gpu_fair
+
+    assert gpu_fair.main(["--device", "cpu", "--variants", "robe,warp-drive"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown variants ['warp-drive']" in err[0]
+
+
+def test_fair_script_dry_run(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "FAIR_EXTRA": "--device cpu --dry-run",
+        "PYTHON": sys.executable,
+    }
+    done = subprocess.run(
+        ["bash", str(ROOT / "loadtest" / "gpu_fair.sh")], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "== 4/4 report" in done.stdout and "full-host-db" in done.stdout
+    assert (tmp_path / "gpu_fair.json").exists() and (tmp_path / "gpu_fair_summary.json").exists()
+
+
+@pytest.mark.skipif(
+    shutil.which("nvcc") is None, reason="nvcc not found: the CUDA source cannot be compiled here"
+)
+def test_fair_gather_kernel_compiles(tmp_path: Path) -> None:
+    from loadtest import gpu_fair
+
+    library = gpu_fair.build_gather(tmp_path)
+    assert library.stat().st_size > 0
+    symbols = subprocess.run(["nm", "-D", str(library)], capture_output=True, text=True, check=True).stdout
+    for name in ("robeserve_gather_rows", "robeserve_register_host", "robeserve_unregister_host"):
+        assert name in symbols
+
+
+def test_gpu_serve_script_dry_run(tmp_path: Path) -> None:
+    """The served GPU path's script on the CPU: export, serve dlrm-robe (device) and dlrm-full (hybrid), drive
+    both, read the ratio and the stage histograms from /metrics."""
+    env = {**os.environ, "OUT": str(tmp_path), "SERVE_DRY_RUN": "1", "PYTHON": sys.executable}
+    done = subprocess.run(
+        ["bash", str(ROOT / "loadtest" / "gpu_serve.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads((tmp_path / "gpu_serve.json").read_text())
+    assert result["placement"] == {"dlrm-robe": "device", "dlrm-full": "hybrid"}
+    assert result["ratio_robe_vs_full"] > 0 and all(phase["failed"] == 0 for phase in result["phases"])
+    full = next(phase for phase in result["phases"] if phase["model"] == "dlrm-full")
+    robe = next(phase for phase in result["phases"] if phase["model"] == "dlrm-robe")
+    assert {"lookup", "dense"} <= set(full["stages"]) and not robe["stages"]
+    assert full["stages"]["lookup"]["count"] > 0 and sum(full["stages"]["dense"]["buckets"].values()) > 0
+    assert "ratio robe/full" in (tmp_path / "gpu_serve.md").read_text()
