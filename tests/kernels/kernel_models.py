@@ -22,7 +22,7 @@ ort.set_default_logger_severity(3)  # the error tests would otherwise log every 
 
 
 def hash_attrs(params: HashParams) -> dict[str, list[int]]:
-    return {name: getattr(params, name).tolist() for name in ("a1", "a2", "b", "c")}
+    return {name: getattr(params, name).tolist() for name in ("a1", "a2", "c", "g1", "g2")}
 
 
 def _model(
@@ -30,6 +30,7 @@ def _model(
     inputs: Sequence[tuple[str, int, Sequence[Any] | None]],
     out_type: int | None,
     attrs: dict[str, Any],
+    version: int = 2,
 ) -> bytes:
     node = helper.make_node(op, [name for name, _, _ in inputs], ["out"], domain=DOMAIN)
     for key, value in attrs.items():  # lists are ints attributes, even when empty
@@ -42,14 +43,15 @@ def _model(
     )
     graph = helper.make_graph([node], op, graph_inputs, [output])
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, version)]
     )
     return model.SerializeToString()
 
 
-def robe_model(attrs: dict[str, Any], ids_shape: Sequence[Any] | None = None) -> bytes:
+def robe_model(attrs: dict[str, Any], ids_shape: Sequence[Any] | None = None, version: int = 2) -> bytes:
     return _model(
-        "RobeEmbedding", [("ids", INT64, ids_shape), ("M", FLOAT, None)], None if ids_shape else FLOAT, attrs
+        "RobeEmbedding", [("ids", INT64, ids_shape), ("M", FLOAT, None)], None if ids_shape else FLOAT, attrs,
+        version,
     )
 
 
@@ -59,7 +61,7 @@ def lma_model(attrs: dict[str, Any], ids_shape: Sequence[Any] | None = None) -> 
         ("M", FLOAT, None),
         ("keys", INT64, None),
         ("offsets", INT64, None),
-        ("signatures", INT64, None),
+        ("signatures", TensorProto.UINT8, None),
     ]
     return _model("LmaEmbedding", inputs, None if ids_shape else FLOAT, attrs)
 
