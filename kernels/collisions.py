@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
     args = parser.parse_args(argv)
-    if args.dim % args.block_size or args.dim // args.block_size < 2 or args.m < args.block_size or args.ids < 2:
+    blocks = args.dim // args.block_size if args.block_size >= 1 else 0
+    if args.dim % max(args.block_size, 1) or blocks < 2 or args.m < args.block_size or args.ids < 2:
         sys.stderr.write("error: need Z dividing d into at least 2 blocks, m >= Z and --ids >= 2\n")
         return 2
     ids = np.random.default_rng(args.seed).integers(0, ref.ID_LIMIT, size=args.ids, dtype=np.int64)
