@@ -97,8 +97,8 @@ def check_hash_version(version: Any, where: str = "hash parameters") -> None:
     """Raise HashVersionError unless ``version`` is ``HASH_VERSION`` (a missing version means 1)."""
     if version != HASH_VERSION:
         raise HashVersionError(
-            f"{where} use hash version {version}; this build implements hash version {HASH_VERSION} "
-            f"(DESIGN.md section 3): retrain the model, or export it again with this version")
+            f"{where}: hash version {version} is not supported; this build implements hash version "
+            f"{HASH_VERSION} (DESIGN.md section 3): retrain the model with this version")
 
 
 def _draw(rng: np.random.Generator, size: int) -> IntArray:

@@ -66,7 +66,7 @@ def test_refuses_model_json_hash_parameters_of_version_1(exported: dict[str, Pat
     card = json.loads(card_path.read_text())
     del card["embedding"]["parameters"]["hash"]["version"]  # version 1 cards had none
     card_path.write_text(json.dumps(card))
-    with pytest.raises(VerificationError, match=r"model\.json.s embedding use hash version 1"):
+    with pytest.raises(VerificationError, match=r"model\.json.s embedding: hash version 1 is not"):
         verify_model_dir(model_dir)
 
 
