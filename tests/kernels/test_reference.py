@@ -45,7 +45,8 @@ def test_other_hash_versions_are_refused(version: object) -> None:
         del data["version"]  # version 1 files had no version key
     else:
         data["version"] = version
-    with pytest.raises(ref.HashVersionError, match=f"hash version {version if version else 1} is not supported"):
+    expected = f"hash version {version if version else 1} is not supported"
+    with pytest.raises(ref.HashVersionError, match=expected):
         ref.HashParams.from_dict(data)
 
 
