@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from kernels.op_version import OP_VERSION
 from kernels.reference import HashParams
 
 DOMAIN = "ai.robe"
@@ -30,7 +31,6 @@ def _model(
     inputs: Sequence[tuple[str, int, Sequence[Any] | None]],
     out_type: int | None,
     attrs: dict[str, Any],
-    version: int = 2,
 ) -> bytes:
     node = helper.make_node(op, [name for name, _, _ in inputs], ["out"], domain=DOMAIN)
     for key, value in attrs.items():  # lists are ints attributes, even when empty
@@ -43,15 +43,14 @@ def _model(
     )
     graph = helper.make_graph([node], op, graph_inputs, [output])
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, version)]
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, OP_VERSION)]
     )
     return model.SerializeToString()
 
 
-def robe_model(attrs: dict[str, Any], ids_shape: Sequence[Any] | None = None, version: int = 2) -> bytes:
+def robe_model(attrs: dict[str, Any], ids_shape: Sequence[Any] | None = None) -> bytes:
     return _model(
-        "RobeEmbedding", [("ids", INT64, ids_shape), ("M", FLOAT, None)], None if ids_shape else FLOAT, attrs,
-        version,
+        "RobeEmbedding", [("ids", INT64, ids_shape), ("M", FLOAT, None)], None if ids_shape else FLOAT, attrs
     )
 
 
