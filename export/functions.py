@@ -20,7 +20,7 @@ from typing import Any
 import onnx
 from onnx import AttributeProto, FunctionProto, TensorProto, helper
 
-from kernels.reference import CODE_SHIFT, DEFAULT_KEYS_PER_BLOCK, HASH_VERSION, LO_BITS, P
+from kernels.reference import CODE_SHIFT, DEFAULT_KEYS_PER_BLOCK, HASH_VERSION, LO_BITS, MAX_KEYS_PER_BLOCK, P
 
 DOMAIN = "ai.robe"
 DOMAIN_VERSION = HASH_VERSION  # ai.robe version 2 implements hash version 2
@@ -220,20 +220,26 @@ def lma_embedding() -> FunctionProto:
 def _block_codes(g: _Body, signatures: str, num_minhashes: str) -> str:
     """code_c = sum_t sig[(c k + t) mod S] 256^t, from kernels/reference: int64 [B, F, d/Z].
 
-    Codes stay below 2^48 (k <= 6), so ReduceSum is exact even where onnxruntime accumulates int64 in
-    double (1.32 does, and drops bits above 2^53: docs/export.md).
+    The sum is an unrolled chain of int64 Adds over MAX_KEYS_PER_BLOCK positions (weight 0 from t = k
+    on), never a ReduceSum: onnxruntime 1.32 accumulates int64 ReduceSum in double (docs/export.md).
     """
     per_block = g.attr_int("keys_per_block")
     num_blocks = g("Div", g.attr_int("embedding_dim"), g.attr_int("block_size"))
     blocks = g("Range", g.int(0), num_blocks, g.int(1))  # (d/Z,)
-    positions = g("Range", g.int(0), per_block, g.int(1))  # (k,)
+    positions = g("Range", g.int(0), g.int(MAX_KEYS_PER_BLOCK), g.int(1))  # (6,)
     select = g("Mod", g("Add", g("Unsqueeze", g("Mul", blocks, per_block), g.ints(1)), positions),
-               num_minhashes)  # (d/Z, k)
-    chosen = g("Gather", signatures, select, axis=2)  # (B, F, d/Z, k)
+               num_minhashes)  # (d/Z, 6)
+    chosen = g("Gather", signatures, select, axis=2)  # (B, F, d/Z, 6)
     bits = g("Cast", g("Mul", positions, g.int(CODE_SHIFT)), to=TensorProto.UINT64)
-    weights = g("Cast", g("BitShift", g("Cast", g.int(1), to=TensorProto.UINT64), bits, direction="LEFT"),
-                to=TensorProto.INT64)  # 256^t
-    return g("ReduceSum", g("Mul", chosen, weights), g.ints(-1), keepdims=0)
+    powers = g("Cast", g("BitShift", g("Cast", g.int(1), to=TensorProto.UINT64), bits, direction="LEFT"),
+               to=TensorProto.INT64)  # 256^t
+    weights = g("Where", g("Less", positions, per_block), powers, g.int(0))  # (6,)
+    terms = g.multi("Split", [g("Mul", chosen, weights)], MAX_KEYS_PER_BLOCK, axis=3,
+                    num_outputs=MAX_KEYS_PER_BLOCK)  # 6 x (B, F, d/Z, 1)
+    total = terms[0]
+    for term in terms[1:]:
+        total = g("Add", total, term)
+    return g("Squeeze", total, g.ints(3))
 
 
 def hash_rows() -> FunctionProto:

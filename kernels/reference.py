@@ -82,7 +82,7 @@ LO_BITS = 31
 LO_MASK = (1 << LO_BITS) - 1
 CODE_SHIFT = 8  # bits between the minhashes of one block code: one uint8 each
 MAX_MINHASH_BITS = 8
-MAX_KEYS_PER_BLOCK = 6  # 6 * 8 = 48 bits: codes are exact in float64 (ONNX ReduceSum) and < 2^62
+MAX_KEYS_PER_BLOCK = 6  # 6 * 8 = 48 bits: codes < 2^48, valid ids, exact even through a float64
 MAX_NUM_MINHASHES = 255
 DEFAULT_NUM_MINHASHES = 8
 DEFAULT_KEYS_PER_BLOCK = 2

@@ -97,7 +97,7 @@ EmbeddingAttributes ReadEmbeddingAttributes(const OrtKernelInfo* raw_info, const
   if (attrs.dim >= (int64_t{1} << 31)) Fail(op, "embedding_dim must be below 2^31");
   ReadHash(info, op, &attrs);
   if (lma) {
-    // k minhashes of 8 bits make a code below 2^(8k): k <= 6 keeps it exact in float64 (ONNX ReduceSum).
+    // k minhashes of 8 bits make a code below 2^(8k): k <= 6 keeps it below 2^48.
     attrs.keys_per_block = OptionalInt(info, "keys_per_block", kDefaultKeysPerBlock);
     if (attrs.keys_per_block < 1 || attrs.keys_per_block > kMaxKeysPerBlock) {
       Fail(op, "keys_per_block must be in [1, " + std::to_string(kMaxKeysPerBlock) + "], got " +
