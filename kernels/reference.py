@@ -44,7 +44,7 @@ Index maps built on ``h``:
   the sample, or left out by the budget) reads the ROBE-Z locations ``h(f, c, v)``.
 
   Defaults (``DEFAULT_KEYS_PER_BLOCK`` k = 2, ``DEFAULT_MINHASH_BITS`` b = 8, ``DEFAULT_NUM_MINHASHES``
-  S = 8), chosen by measurement:
+  S = 8; the trainer's LMA default Z = 1), chosen by measurement:
 
   - ``python -m kernels.lma_study --pairs 200`` (pairs of 40-row sets, d = 16 blocks): P(same block code)
     measured at J = 0 / 0.1 / 0.5 / 0.9 is 0.005 / 0.104 / 0.507 / 0.924 for k = 1, b = 8; 0 / 0.010 /
@@ -53,15 +53,18 @@ Index maps built on ``h``:
     merely meet (J = 0.1) share 10% of their blocks; k = 2 cuts that to 1% and keeps aliases (J >= 0.9)
     sharing most blocks; k = 3 starts to separate aliases (J = 0.9: 73%). b = 8 costs what b = 4 does
     (one uint8 per minhash) and makes unrelated tokens agree at 2^-16 instead of 2^-8.
-  - ``python -m training dlrm --data ../shared/data/criteo/criteo_15k.tsv.gz --config tiny --block-size 1
-    --epochs 3 --compression 16 --embedding robe | lma --lma-k K`` (seed 0, one run each, validation AUC
-    of 1,576 rows, standard error ~0.013): ROBE 0.677, LMA k = 1 0.616, k = 2 0.686, k = 3 0.679. Only
-    k = 1 stands out (worse); k = 2 is the best of one seed, not a significant win.
+  - ``python -m training dlrm --data ../shared/data/criteo/criteo_15k.tsv.gz --config tiny --epochs 3
+    --compression X --block-size Z --embedding robe | lma --lma-k K`` (seed 0, one run each, validation
+    AUC of 1,576 rows, standard error ~0.013). Z = 1: at 16x ROBE 0.677, LMA k = 1 / 2 / 3 0.616 /
+    0.686 / 0.679; at 64x ROBE 0.688, LMA 0.664 / 0.683 / 0.682. LMA k = 2 at 16x with Z = 4: 0.675,
+    Z = 16 (= d): 0.668 (ROBE 0.678, 0.647). Only k = 1 stands out (worse, at both budgets); k = 2 and
+    Z = 1 (per element, as the paper) are the best of one seed, not significant wins; this sample cannot
+    separate LMA from ROBE.
   - S = 8: 8 bytes per token beside its 8-byte key. At 16x on criteo_15k the 25% signature share
     (``EmbeddingSpec.signature_fraction``) holds the 3,696 most frequent tokens (7% of 52,791 distinct
     training tokens), which cover 74.7% of validation lookups; two features of one row then share 3.8%
-    of their blocks on average (ROBE: 1/m = 2e-5). With d/Z = 16, blocks reuse the S/k = 4 independent
-    codes four times (at different locations). Z = d/Z is left to the caller (``--block-size``).
+    of their blocks on average (ROBE: 1/m = 2e-5). With d/Z = 16 blocks the S/k = 4 independent codes
+    are each used by 4 blocks (at different locations).
 
 Hash parameters and signatures are saved in every checkpoint, ``model.json`` and ONNX node attributes
 with ``"version": 2``; reading any other version raises ``HashVersionError``.

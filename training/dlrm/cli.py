@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval-rows", type=int, help="validation rows of periodic evaluations (final: all)")
     add("--restore-best", action="store_true", help="end with the weights of the best validation AUC")
     add("--target-auc", type=float, help="stop when the validation AUC reaches this")
-    add("--block-size", type=int, help="Z for robe/lma (default: d, one block per lookup)")
+    add("--block-size", type=int, help="Z for robe/lma (default: robe d, one block per lookup; lma 1)")
     add("--seed", type=int, default=0)
     add("--lr-embedding", type=float, default=0.05, help="Adagrad learning rate of the embedding")
     add("--lr-dense", type=float, default=1e-3, help="Adam learning rate of the MLPs")

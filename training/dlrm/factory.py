@@ -45,7 +45,8 @@ class EmbeddingSpec:
 
     Args:
         method: full, hash, robe or lma.
-        block_size: Z for robe and lma (None: Z = d, one contiguous read per lookup).
+        block_size: Z for robe and lma (None: robe Z = d, one contiguous read per lookup; lma Z = 1, every
+            element its own location, as the LMA paper; measured in ``kernels.reference``'s docstring).
         seed: hash seed (and LMA's sampling seed).
         min_count: full tables' vocabulary threshold (also the reference for ``--compression``).
         init_scale: weights start uniform in [-init_scale, init_scale].
@@ -98,7 +99,8 @@ def build_embedding(
         ValueError: an invalid shape (e.g. Z not dividing d).
     """
     num_features = categorical.shape[1]
-    block_size = embedding_dim if spec.block_size is None else spec.block_size
+    block_size = spec.block_size if spec.block_size is not None else \
+        (1 if spec.method is Method.LMA else embedding_dim)
     if spec.method is Method.FULL:
         if budget_bytes is not None:
             raise sizing.BudgetError("full tables take the whole vocabulary: give no budget")
