@@ -49,7 +49,7 @@ class _HashArgs(nn.Module):
         params = embedding.hash_params()
         if params is None:
             raise ValueError(f"{type(embedding).__name__} has no hash parameters")
-        self.hash = (params.a1.tolist(), params.a2.tolist(), params.b.tolist(), params.c.tolist())
+        self.hash = tuple(getattr(params, name).tolist() for name in ("a1", "a2", "c", "g1", "g2"))
 
 
 class RobeLookup(_HashArgs):

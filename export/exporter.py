@@ -273,6 +273,7 @@ def dlrm_card_fields(state: dict[str, Any], model: DLRM, proto: onnx.ModelProto,
     inputs.append(TensorSpec("categorical", "INT64", (-1, num_features)))
     embedding = state["embedding"]
     embedding_bytes = int(model.compressed_embedding.parameter_bytes())
+    array_bytes = int(model.compressed_embedding.array_bytes())
     mlp_bytes = sum(p.numel() * p.element_size() for n, p in model.named_parameters()
                     if not n.startswith("embedding."))
     data = state.get("data") or {}
@@ -281,8 +282,10 @@ def dlrm_card_fields(state: dict[str, Any], model: DLRM, proto: onnx.ModelProto,
         "task": Task.CTR,
         "inputs": inputs,
         "outputs": [TensorSpec("probability", "FP32", (-1,))],
-        "embedding": {"method": embedding["method"], "parameters": parameters, "bytes": embedding_bytes},
+        "embedding": {"method": embedding["method"], "parameters": parameters, "bytes": embedding_bytes,
+                      "array_bytes": array_bytes},
         "parameter_bytes": int(embedding_bytes + mlp_bytes),
+        "array_bytes": array_bytes,  # the embedding weights alone (table or shared array), as papers count
         "metrics": _metrics(state.get("metrics") or {}),
         "dataset": _dataset_name(data),
         "custom_ops": graph.uses_custom_ops(proto),

@@ -1,4 +1,4 @@
-"""Model-local ONNX functions: the ai.robe operators written in standard ONNX ops (opset 18).
+"""Model-local ONNX functions: the ai.robe operators (version 2) in standard ONNX ops (opset 18).
 
 A model that carries these functions runs in any onnxruntime: a runtime without the ai.robe library
 inlines the function body; with the library registered, its kernel takes the node instead (see
@@ -20,22 +20,15 @@ from typing import Any
 import onnx
 from onnx import AttributeProto, FunctionProto, TensorProto, helper
 
-from kernels.reference import (
-    LO_BITS,
-    NUM_SIGNATURE_KEYS,
-    SELECT_FIRST_ADD,
-    SELECT_FIRST_MUL,
-    SELECT_STEP_ADD,
-    SELECT_STEP_MUL,
-    SIGNATURE_KEY_BITS,
-    P,
-)
+from kernels.reference import CODE_SHIFT, DEFAULT_KEYS_PER_BLOCK, HASH_VERSION, LO_BITS, MAX_KEYS_PER_BLOCK, P
 
 DOMAIN = "ai.robe"
-DOMAIN_VERSION = 1
+DOMAIN_VERSION = HASH_VERSION  # ai.robe version 2 implements hash version 2
 PRIVATE_DOMAIN = "ai.robe.export"
 ONNX_OPSET = 18
-HASH_ATTRIBUTES = ("a1", "a2", "b", "c")
+FEATURE_ATTRIBUTES = ("a1", "a2", "c")  # one value per feature
+BLOCK_ATTRIBUTES = ("g1", "g2")  # one value per block
+HASH_ATTRIBUTES = (*FEATURE_ATTRIBUTES, *BLOCK_ATTRIBUTES)
 _NO_KEY = -1  # sentinel appended to key tables: never equal to a valid id
 
 
@@ -84,25 +77,25 @@ class _Body:
         return out
 
 
-def _hash(g: _Body, ids: str, block: str, coeffs: Sequence[str]) -> str:
-    """h(f, c, v) = ((A1*lo mod P) + (A2*hi mod P) + B*c + C) mod P, broadcasting ids/block/coeffs."""
-    a1, a2, b, c = coeffs
+def _key(g: _Body, ids: str, a1: str, a2: str, c: str) -> str:
+    """u(f, v) = ((A1*lo mod P) + (A2*hi mod P) + C) mod P, broadcasting ids against the coefficients."""
     lo = g("Mod", ids, g.int(1 << LO_BITS))
     hi = g("Div", ids, g.int(1 << LO_BITS))  # ids >= 0: truncation == floor
     prime = g.int(P)
     first = g("Mod", g("Mul", a1, lo), prime)
     second = g("Mod", g("Mul", a2, hi), prime)
-    total = g("Add", g("Add", first, second), g("Add", g("Mul", b, block), c))
-    return g("Mod", total, prime)
+    return g("Mod", g("Add", g("Add", first, second), c), prime)
 
 
-def _coefficients(g: _Body, trailing_axis: bool) -> list[str]:
-    """a1, a2, b, c as int64 [F] (or [F, 1] to broadcast against a trailing block axis)."""
-    names = [g.attr_ints(name) for name in HASH_ATTRIBUTES]
-    if not trailing_axis:
-        return names
-    axis = g.ints(1)
-    return [g("Unsqueeze", name, axis) for name in names]
+def _block_hash(g: _Body, key: str) -> str:
+    """h = (G1[c] * key + G2[c]) mod P for keys broadcasting against the block axis (last)."""
+    g1, g2 = (g.attr_ints(name) for name in BLOCK_ATTRIBUTES)
+    return g("Mod", g("Add", g("Mul", key, g1), g2), g.int(P))
+
+
+def _feature_coefficients(g: _Body) -> list[str]:
+    """a1, a2, c as int64 [F]."""
+    return [g.attr_ints(name) for name in FEATURE_ATTRIBUTES]
 
 
 def _gather_blocks(g: _Body, starts: str, memory: str, ids: str) -> str:
@@ -114,13 +107,9 @@ def _gather_blocks(g: _Body, starts: str, memory: str, ids: str) -> str:
     return g("Gather", memory, g("Reshape", index, shape), axis=0)  # (B, F, d)
 
 
-def _block_range(g: _Body) -> tuple[str, str]:
-    """(block indices [d/Z], span m - Z + 1 as a scalar) for the memory named ``M``."""
-    num_blocks = g("Div", g.attr_int("embedding_dim"), g.attr_int("block_size"))
-    blocks = g("Range", g.int(0), num_blocks, g.int(1))
-    size = g("Size", "M")
-    span = g("Add", g("Sub", size, g.attr_int("block_size")), g.int(1))
-    return blocks, span
+def _span(g: _Body) -> str:
+    """m - Z + 1 as a scalar, for the memory named ``M``."""
+    return g("Add", g("Sub", g("Size", "M"), g.attr_int("block_size")), g.int(1))
 
 
 def _search(g: _Body, ids: str, keys: str, offsets: str) -> tuple[str, str, str]:
@@ -187,10 +176,9 @@ def _function(name: str, domain: str, inputs: list[str], output: str, g: _Body,
 def robe_embedding() -> FunctionProto:
     """``ai.robe::RobeEmbedding(ids int64[B,F], M float[m]) -> float[B,F,d]``."""
     g = _Body("robe_")
-    blocks, span = _block_range(g)
-    coeffs = _coefficients(g, trailing_axis=True)
-    h = _hash(g, g("Unsqueeze", "ids", g.ints(-1)), blocks, coeffs)  # (B, F, d/Z)
-    _gather_blocks(g, g("Mod", h, span), "M", "ids")
+    key = _key(g, "ids", *_feature_coefficients(g))  # (B, F)
+    h = _block_hash(g, g("Unsqueeze", key, g.ints(-1)))  # (B, F, d/Z)
+    _gather_blocks(g, g("Mod", h, _span(g)), "M", "ids")
     return _function("RobeEmbedding", DOMAIN, ["ids", "M"], "embedding", g,
                      ["embedding_dim", "block_size", *HASH_ATTRIBUTES])
 
@@ -205,57 +193,49 @@ def vocab_lookup() -> FunctionProto:
 
 
 def lma_embedding() -> FunctionProto:
-    """``ai.robe::LmaEmbedding(ids, M, keys, offsets, signatures) -> float[B,F,d]``."""
+    """``ai.robe::LmaEmbedding(ids, M, keys, offsets, signatures uint8[K, S]) -> float[B,F,d]``.
+
+    A sampled token (found in its feature's keys) hashes its block codes with feature 0's coefficients;
+    any other token hashes its id with its own feature's, as RobeEmbedding.
+    """
     g = _Body("lma_")
     position, found, _ = _search(g, "ids", "keys", "offsets")
-    learned = g("Gather", g("Concat", "signatures", g.ints(0), axis=0), position, axis=0)  # (B, F)
-    learned_keys = _unpack_keys(g, learned)  # (B, F, 16)
-    coeffs = _coefficients(g, trailing_axis=True)
-    key_index = g("Range", g.int(0), g.int(NUM_SIGNATURE_KEYS), g.int(1))
-    per_key = _hash(g, g("Unsqueeze", "ids", g.ints(-1)), key_index, coeffs)  # (B, F, 16)
-    fresh = g("Mod", per_key, g.int(NUM_SIGNATURE_KEYS))
-    keys16 = g("Where", g("Unsqueeze", found, g.ints(-1)), learned_keys, fresh)  # (B, F, 16)
-    blocks, span = _block_range(g)
-    codes = _block_codes(g, keys16, blocks)  # (B, F, d/Z)
-    _gather_blocks(g, g("Mod", _hash(g, codes, blocks, coeffs), span), "M", "ids")
-    default_k = helper.make_attribute("keys_per_block", 8)
+    signatures = g("Cast", "signatures", to=TensorProto.INT64)  # (K, S)
+    num_minhashes = g("Gather", g("Shape", signatures), g.int(1), axis=0)
+    padding = g("ConstantOfShape", g("Concat", g.ints(1), g("Unsqueeze", num_minhashes, g.ints(0)), axis=0),
+                value=helper.make_tensor("v", TensorProto.INT64, [1], [0]))
+    own = g("Gather", g("Concat", signatures, padding, axis=0), position, axis=0)  # (B, F, S)
+    codes = _block_codes(g, own, num_minhashes)  # (B, F, d/Z)
+    a1, a2, c = _feature_coefficients(g)
+    first = g.ints(0)
+    learned = _key(g, codes, *(g("Gather", x, first, axis=0) for x in (a1, a2, c)))  # (B, F, d/Z)
+    hashed = g("Unsqueeze", _key(g, "ids", a1, a2, c), g.ints(-1))  # (B, F, 1)
+    key = g("Where", g("Unsqueeze", found, g.ints(-1)), learned, hashed)  # (B, F, d/Z)
+    _gather_blocks(g, g("Mod", _block_hash(g, key), _span(g)), "M", "ids")
+    default_k = helper.make_attribute("keys_per_block", DEFAULT_KEYS_PER_BLOCK)
     return _function("LmaEmbedding", DOMAIN, ["ids", "M", "keys", "offsets", "signatures"], "embedding", g,
                      ["embedding_dim", "block_size", *HASH_ATTRIBUTES], [default_k])
 
 
-def _unpack_keys(g: _Body, signatures: str) -> str:
-    """int64 signatures [...] -> their 16 4-bit keys [..., 16] (bit shifts need unsigned ints in ONNX)."""
-    shifts = [SIGNATURE_KEY_BITS * t for t in range(NUM_SIGNATURE_KEYS)]
-    shift_values = g("Cast", g.ints(*shifts), to=TensorProto.UINT64)
-    unsigned = g("Cast", g("Unsqueeze", signatures, g.ints(-1)), to=TensorProto.UINT64)
-    shifted = g("Cast", g("BitShift", unsigned, shift_values, direction="RIGHT"), to=TensorProto.INT64)
-    return g("BitwiseAnd", shifted, g.int(NUM_SIGNATURE_KEYS - 1))
+def _block_codes(g: _Body, signatures: str, num_minhashes: str) -> str:
+    """code_c = sum_t sig[(c k + t) mod S] 256^t, from kernels/reference: int64 [B, F, d/Z].
 
-
-def _block_codes(g: _Body, keys16: str, blocks: str) -> str:
-    """code(c) = sum_t key[sel(c, t)] << 4t, with sel from kernels/reference: int64 [B, F, d/Z].
-
-    The sum is an unrolled chain of int64 Adds over all 16 positions (weight 0 from t = k on):
-    onnxruntime 1.32's ReduceSum accumulates int64 in double and drops the low bits of codes above
-    2^53 (k >= 14), see docs/export.md.
+    The sum is an unrolled chain of int64 Adds over MAX_KEYS_PER_BLOCK positions (weight 0 from t = k
+    on), never a ReduceSum: onnxruntime 1.32 accumulates int64 ReduceSum in double (docs/export.md).
     """
     per_block = g.attr_int("keys_per_block")
-    positions = g("Range", g.int(0), g.int(NUM_SIGNATURE_KEYS), g.int(1))  # (16,)
-    prime, sixteen = g.int(P), g.int(NUM_SIGNATURE_KEYS)
-    first = g("Mod", g("Mod", g("Add", g("Mul", blocks, g.int(SELECT_FIRST_MUL)), g.int(SELECT_FIRST_ADD)),
-                           prime), sixteen)
-    step_hash = g("Mod", g("Add", g("Mul", blocks, g.int(SELECT_STEP_MUL)), g.int(SELECT_STEP_ADD)), prime)
-    step = g("Add", g("Mul", g("Mod", step_hash, g.int(8)), g.int(2)), g.int(1))
-    column = g.ints(1)
-    select = g("Mod", g("Add", g("Unsqueeze", first, column),
-                        g("Mul", g("Unsqueeze", step, column), positions)), sixteen)  # (d/Z, 16)
-    chosen = g("Gather", keys16, select, axis=2)  # (B, F, d/Z, 16)
-    bits = g("Cast", g("Mul", positions, g.int(SIGNATURE_KEY_BITS)), to=TensorProto.UINT64)
+    num_blocks = g("Div", g.attr_int("embedding_dim"), g.attr_int("block_size"))
+    blocks = g("Range", g.int(0), num_blocks, g.int(1))  # (d/Z,)
+    positions = g("Range", g.int(0), g.int(MAX_KEYS_PER_BLOCK), g.int(1))  # (6,)
+    select = g("Mod", g("Add", g("Unsqueeze", g("Mul", blocks, per_block), g.ints(1)), positions),
+               num_minhashes)  # (d/Z, 6)
+    chosen = g("Gather", signatures, select, axis=2)  # (B, F, d/Z, 6)
+    bits = g("Cast", g("Mul", positions, g.int(CODE_SHIFT)), to=TensorProto.UINT64)
     powers = g("Cast", g("BitShift", g("Cast", g.int(1), to=TensorProto.UINT64), bits, direction="LEFT"),
-               to=TensorProto.INT64)  # 16^t
-    weights = g("Where", g("Less", positions, per_block), powers, g.int(0))  # (16,)
-    terms = g.multi("Split", [g("Mul", chosen, weights)], NUM_SIGNATURE_KEYS, axis=3,
-                    num_outputs=NUM_SIGNATURE_KEYS)  # 16 x (B, F, d/Z, 1)
+               to=TensorProto.INT64)  # 256^t
+    weights = g("Where", g("Less", positions, per_block), powers, g.int(0))  # (6,)
+    terms = g.multi("Split", [g("Mul", chosen, weights)], MAX_KEYS_PER_BLOCK, axis=3,
+                    num_outputs=MAX_KEYS_PER_BLOCK)  # 6 x (B, F, d/Z, 1)
     total = terms[0]
     for term in terms[1:]:
         total = g("Add", total, term)
@@ -265,9 +245,9 @@ def _block_codes(g: _Body, keys16: str, blocks: str) -> str:
 def hash_rows() -> FunctionProto:
     """``HashRows(ids int64[B,F]) -> int64[B,F]``: global row ``h(f,0,v) mod rows_f + sum(rows_<f)``."""
     g = _Body("hash_")
-    coeffs = _coefficients(g, trailing_axis=False)
+    h = _block_hash(g, _key(g, "ids", *_feature_coefficients(g)))  # g1, g2 hold one value: (B, F)
     rows = g.attr_ints("rows")
-    local = g("Mod", _hash(g, "ids", g.int(0), coeffs), rows)
+    local = g("Mod", h, rows)
     base = g("Sub", g("CumSum", rows, g.int(0)), rows)  # exclusive prefix sum
     g("Add", local, base)
     return _function("HashRows", PRIVATE_DOMAIN, ["ids"], "rows", g, [*HASH_ATTRIBUTES, "rows"])

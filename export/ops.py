@@ -34,8 +34,8 @@ _ROBE = Opset(DOMAIN, DOMAIN_VERSION)
 _PRIVATE = Opset(PRIVATE_DOMAIN, DOMAIN_VERSION)
 
 
-def _params(a1: list[int], a2: list[int], b: list[int], c: list[int]) -> reference.HashParams:
-    arrays = (np.asarray(x, dtype=np.int64) for x in (a1, a2, b, c))
+def _params(a1: list[int], a2: list[int], c: list[int], g1: list[int], g2: list[int]) -> reference.HashParams:
+    arrays = (np.asarray(x, dtype=np.int64) for x in (a1, a2, c, g1, g2))
     return reference.HashParams(0, *arrays)
 
 
@@ -45,33 +45,39 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 @torch.library.custom_op("robeserve::robe_embedding", mutates_args=())
 def robe_embedding(ids: torch.Tensor, memory: torch.Tensor, embedding_dim: int, block_size: int,
-                   a1: list[int], a2: list[int], b: list[int], c: list[int]) -> torch.Tensor:
+                   a1: list[int], a2: list[int], c: list[int], g1: list[int],
+                         g2: list[int]) -> torch.Tensor:
     """ROBE-Z lookup (B, F) -> (B, F, d), per kernels.reference.robe_lookup."""
-    out = reference.robe_lookup(_numpy(ids), _numpy(memory), _params(a1, a2, b, c), embedding_dim, block_size)
+    out = reference.robe_lookup(_numpy(ids), _numpy(memory), _params(a1, a2, c, g1, g2), embedding_dim,
+                                block_size)
     return torch.from_numpy(np.ascontiguousarray(out)).to(memory.dtype)
 
 
 @robe_embedding.register_fake
 def _robe_embedding_fake(ids: torch.Tensor, memory: torch.Tensor, embedding_dim: int, block_size: int,
-                         a1: list[int], a2: list[int], b: list[int], c: list[int]) -> torch.Tensor:
+                         a1: list[int], a2: list[int], c: list[int], g1: list[int],
+                         g2: list[int]) -> torch.Tensor:
     return memory.new_empty((ids.shape[0], ids.shape[1], embedding_dim))
 
 
 @torch.library.custom_op("robeserve::lma_embedding", mutates_args=())
 def lma_embedding(ids: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor, offsets: torch.Tensor,
                   signatures: torch.Tensor, embedding_dim: int, block_size: int, a1: list[int],
-                  a2: list[int], b: list[int], c: list[int], keys_per_block: int) -> torch.Tensor:
-    """LMA lookup (B, F) -> (B, F, d), per kernels.reference.lma_indices."""
+                  a2: list[int], c: list[int], g1: list[int], g2: list[int],
+                  keys_per_block: int) -> torch.Tensor:
+    """LMA lookup (B, F) -> (B, F, d), per kernels.reference.lma_indices (signatures uint8 [K, S])."""
     mem = _numpy(memory)
     index = reference.lma_indices(_numpy(ids), _numpy(keys), _numpy(offsets), _numpy(signatures),
-                                  _params(a1, a2, b, c), len(mem), embedding_dim, block_size, keys_per_block)
+                                  _params(a1, a2, c, g1,
+                                          g2), len(mem), embedding_dim, block_size, keys_per_block)
     return torch.from_numpy(np.ascontiguousarray(mem[index]))
 
 
 @lma_embedding.register_fake
 def _lma_embedding_fake(ids: torch.Tensor, memory: torch.Tensor, keys: torch.Tensor, offsets: torch.Tensor,
                         signatures: torch.Tensor, embedding_dim: int, block_size: int, a1: list[int],
-                        a2: list[int], b: list[int], c: list[int], keys_per_block: int) -> torch.Tensor:
+                        a2: list[int], c: list[int], g1: list[int], g2: list[int],
+                  keys_per_block: int) -> torch.Tensor:
     return memory.new_empty((ids.shape[0], ids.shape[1], embedding_dim))
 
 
@@ -87,40 +93,43 @@ def _vocab_lookup_fake(ids: torch.Tensor, keys: torch.Tensor, offsets: torch.Ten
 
 
 @torch.library.custom_op("robeserve::hash_rows", mutates_args=())
-def hash_rows(ids: torch.Tensor, a1: list[int], a2: list[int], b: list[int], c: list[int],
+def hash_rows(ids: torch.Tensor, a1: list[int], a2: list[int], c: list[int], g1: list[int], g2: list[int],
               rows: list[int]) -> torch.Tensor:
     """Row of every id in ONE concatenated hash table: ``h(f,0,v) mod rows_f + sum(rows_<f)``."""
-    local = reference.hash_rows(_numpy(ids), _params(a1, a2, b, c), rows)
+    local = reference.hash_rows(_numpy(ids), _params(a1, a2, c, g1, g2), rows)
     base = np.cumsum(rows) - np.asarray(rows)
     return torch.from_numpy(local + base)
 
 
 @hash_rows.register_fake
-def _hash_rows_fake(ids: torch.Tensor, a1: list[int], a2: list[int], b: list[int], c: list[int],
+def _hash_rows_fake(ids: torch.Tensor, a1: list[int], a2: list[int], c: list[int], g1: list[int],
+                    g2: list[int],
                     rows: list[int]) -> torch.Tensor:
     return torch.empty_like(ids)
 
 
 def _robe_translation(ids: Any, memory: Any, embedding_dim: int, block_size: int, a1: list[int],
-                      a2: list[int], b: list[int], c: list[int]) -> Any:
+                      a2: list[int], c: list[int], g1: list[int], g2: list[int]) -> Any:
     return _ROBE.RobeEmbedding(ids, memory, embedding_dim=embedding_dim, block_size=block_size,
-                               a1=a1, a2=a2, b=b, c=c)
+                               a1=a1, a2=a2, c=c, g1=g1, g2=g2)
 
 
 def _lma_translation(ids: Any, memory: Any, keys: Any, offsets: Any, signatures: Any, embedding_dim: int,
-                     block_size: int, a1: list[int], a2: list[int], b: list[int], c: list[int],
+                     block_size: int, a1: list[int], a2: list[int], c: list[int], g1: list[int],
+                     g2: list[int],
                      keys_per_block: int) -> Any:
     return _ROBE.LmaEmbedding(ids, memory, keys, offsets, signatures, embedding_dim=embedding_dim,
-                              block_size=block_size, a1=a1, a2=a2, b=b, c=c, keys_per_block=keys_per_block)
+                              block_size=block_size, a1=a1, a2=a2, c=c, g1=g1, g2=g2,
+                              keys_per_block=keys_per_block)
 
 
 def _vocab_translation(ids: Any, keys: Any, offsets: Any) -> Any:
     return _ROBE.VocabLookup(ids, keys, offsets)
 
 
-def _hash_translation(ids: Any, a1: list[int], a2: list[int], b: list[int], c: list[int],
+def _hash_translation(ids: Any, a1: list[int], a2: list[int], c: list[int], g1: list[int], g2: list[int],
                       rows: list[int]) -> Any:
-    return _PRIVATE.HashRows(ids, a1=a1, a2=a2, b=b, c=c, rows=rows)
+    return _PRIVATE.HashRows(ids, a1=a1, a2=a2, c=c, g1=g1, g2=g2, rows=rows)
 
 
 TRANSLATIONS: dict[Callable[..., Any], Callable[..., Any]] = {
@@ -152,7 +161,7 @@ def _schemas() -> list[OpSchema]:
     return [
         _schema("RobeEmbedding", DOMAIN, [ids, ("M", "T")], ("embedding", "T"), geometry, HASH_ATTRIBUTES,
                 "ROBE-Z embedding lookup (DESIGN.md section 4)."),
-        _schema("LmaEmbedding", DOMAIN, [ids, ("M", "T"), *tables, ("signatures", "tensor(int64)")],
+        _schema("LmaEmbedding", DOMAIN, [ids, ("M", "T"), *tables, ("signatures", "tensor(uint8)")],
                 ("embedding", "T"), (*geometry, "keys_per_block"), HASH_ATTRIBUTES,
                 "LMA embedding lookup (DESIGN.md section 4)."),
         _schema("VocabLookup", DOMAIN, [ids, *tables], ("rows", "tensor(int64)"), (), (),

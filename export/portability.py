@@ -57,25 +57,25 @@ class Observation:
 def _cases() -> tuple[list[tuple[str, onnx.ModelProto, np.ndarray]], np.ndarray]:
     """(op, model, expected output) for ids holding the golden edge values."""
     rng = np.random.default_rng(0)
-    params = reference.HashParams.from_seed(3, 5)
-    hashed_lists = {k: getattr(params, k).tolist() for k in ("a1", "a2", "b", "c")}
+    params = reference.HashParams.from_seed(3, 2, 5)
+    hashed_lists = {k: getattr(params, k).tolist() for k in functions.HASH_ATTRIBUTES}
     ids = np.array([[0, 1, (1 << 31) - 1], [1 << 31, (1 << 53) + 1, (1 << 62) - 1], [7, 7, 7]], np.int64)
     memory = np.arange(1000, dtype=np.float32)
     keys = np.array([0, 7, (1 << 31) - 1, 7, (1 << 53) + 1, 7, (1 << 62) - 1], np.int64)
     offsets = np.array([0, 3, 5, 7], np.int64)
-    signatures = rng.integers(-(1 << 63), (1 << 63) - 1, size=len(keys), dtype=np.int64)
+    signatures = rng.integers(0, 256, size=(len(keys), reference.DEFAULT_NUM_MINHASHES)).astype(np.uint8)
     hashed: dict[str, Any] = hashed_lists
     robe = helper.make_node("RobeEmbedding", ["ids", "M"], ["out"], domain=functions.DOMAIN,
                             embedding_dim=8, block_size=4, **hashed)
     lma = helper.make_node("LmaEmbedding", ["ids", "M", "keys", "offsets", "signatures"], ["out"],
-                           domain=functions.DOMAIN, embedding_dim=8, block_size=4, keys_per_block=8, **hashed)
+                           domain=functions.DOMAIN, embedding_dim=8, block_size=4, keys_per_block=2, **hashed)
     vocab = helper.make_node("VocabLookup", ["ids", "keys", "offsets"], ["out"], domain=functions.DOMAIN)
     tables: dict[str, np.ndarray] = {"M": memory, "keys": keys, "offsets": offsets, "signatures": signatures}
     return [
         ("RobeEmbedding", _model(robe, tables, functions.robe_embedding(), TensorProto.FLOAT, 3),
          reference.robe_indices(ids, params, 1000, 8, 4).astype(np.float32)),
         ("LmaEmbedding", _model(lma, tables, functions.lma_embedding(), TensorProto.FLOAT, 3),
-         reference.lma_indices(ids, keys, offsets, signatures, params, 1000, 8, 4).astype(np.float32)),
+         reference.lma_indices(ids, keys, offsets, signatures, params, 1000, 8, 4, 2).astype(np.float32)),
         ("VocabLookup", _model(vocab, tables, functions.vocab_lookup(), TensorProto.INT64, 2),
          reference.vocab_lookup(ids, keys, offsets)),
     ], ids
@@ -87,7 +87,8 @@ def _model(node: onnx.NodeProto, tables: dict[str, np.ndarray], function: onnx.F
     graph = helper.make_graph([node], node.op_type, [helper.make_tensor_value_info("ids", TensorProto.INT64,
                                                                                    [None, 3])],
                               [helper.make_tensor_value_info("out", out_type, [None] * rank)], inits)
-    opsets = [helper.make_opsetid("", functions.ONNX_OPSET), helper.make_opsetid(functions.DOMAIN, 1)]
+    opsets = [helper.make_opsetid("", functions.ONNX_OPSET), helper.make_opsetid(functions.DOMAIN,
+                                                                                 functions.DOMAIN_VERSION)]
     model = helper.make_model(graph, opset_imports=opsets, functions=[function])
     onnx.checker.check_model(model, full_check=True)
     return model

@@ -3,12 +3,14 @@
 Checks, each a reason to refuse the model:
 
 1. ``model.json`` is readable and its ``onnx_sha256`` (and ``onnx_data_sha256``) match the files;
-2. ``onnx.checker`` full check (with shape inference) passes;
-3. onnxruntime reproduces the torch outputs stored in ``verify.npz`` on held-out rows (probabilities
+2. the model imports ai.robe at version 2 (hash version 2) when it imports it at all, and ``model.json``'s
+   hash parameters carry version 2: a version-1 model is refused naming its version;
+3. ``onnx.checker`` full check (with shape inference) passes;
+4. onnxruntime reproduces the torch outputs stored in ``verify.npz`` on held-out rows (probabilities
    within 1e-5; another output within ``model.json``'s ``output_atol[name]`` when given), both
    through the ai.robe kernels (when the library is built) and through the model-local fallback
    functions (plain onnxruntime);
-4. the embedding lookup reads exactly the rows / elements ``kernels.reference`` says, on held-out ids and
+5. the embedding lookup reads exactly the rows / elements ``kernels.reference`` says, on held-out ids and
    golden edge ids (0, 2^31 +- 1, ids above 2^24 and 2^53, 2^62 - 1), on both paths, bit for bit.
 """
 
@@ -25,6 +27,7 @@ import onnxruntime as ort
 
 import kernels
 from export import graph
+from export.functions import DOMAIN, DOMAIN_VERSION, HASH_ATTRIBUTES
 from export.repository import CARD_FILE, DATA_FILE, MODEL_FILE, VERIFY_FILE, read_card, sha256_file
 from kernels import reference
 
@@ -99,6 +102,9 @@ def verify_model_dir(model_dir: Path) -> VerifyReport:
     card = read_card(model_dir)
     model_path = model_dir / MODEL_FILE
     report = VerifyReport(sha256=_check_hashes(model_dir, card))
+    check_op_version(onnx.load(str(model_path), load_external_data=False), str(model_path))
+    if card.get("embedding"):
+        _card_params(card)  # refuses hash parameters of another version
     try:
         onnx.checker.check_model(str(model_path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
@@ -125,6 +131,16 @@ def verify_model_dir(model_dir: Path) -> VerifyReport:
     logger.info("verified %s: max |ort - torch| %.3g on %d rows, %d ids bit-exact, paths %s",
                 model_dir, report.max_abs_diff, report.rows, report.lookup_ids, ", ".join(paths))
     return report
+
+
+def check_op_version(model: onnx.ModelProto, where: str) -> None:
+    """Raise VerificationError unless every ai.robe opset the model imports is version 2."""
+    for opset in model.opset_import:
+        if opset.domain == DOMAIN and opset.version != DOMAIN_VERSION:
+            raise VerificationError(
+                f"{where} uses ai.robe operators version {opset.version} (hash version {opset.version}); "
+                f"this "
+                f"build implements version {DOMAIN_VERSION}: export the model again")
 
 
 def _check_hashes(model_dir: Path, card: dict[str, Any]) -> str:
@@ -189,15 +205,20 @@ def _check_lookup(model_dir: Path, card: dict[str, Any], held_out: np.ndarray, p
 
 
 def _card_params(card: dict[str, Any]) -> reference.HashParams | None:
-    hashed = card["embedding"]["parameters"].get("hash")
-    return reference.HashParams.from_dict(hashed) if hashed else None
+    hashed = (card["embedding"].get("parameters") or {}).get("hash")
+    if not hashed:
+        return None
+    try:
+        return reference.HashParams.from_dict(hashed, "model.json's embedding")
+    except reference.HashVersionError as exc:
+        raise VerificationError(str(exc)) from exc
 
 
 def _check_attributes(node: onnx.NodeProto, params: reference.HashParams | None) -> None:
     if params is None:
         raise VerificationError(f"model.json has no hash parameters for the {node.op_type} node")
     attrs = {a.name: list(a.ints) for a in node.attribute if a.type == onnx.AttributeProto.INTS}
-    for name in ("a1", "a2", "b", "c"):
+    for name in HASH_ATTRIBUTES:
         if attrs.get(name) != getattr(params, name).tolist():
             raise VerificationError(f"{node.op_type} attribute {name} differs from the hash in model.json")
 

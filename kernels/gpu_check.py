@@ -6,7 +6,8 @@ On a machine with an NVIDIA GPU, nvcc and PyTorch (no internet, no onnxruntime-g
    :mod:`kernels.torch_ext` (the PyTorch extension when it builds, else ctypes);
 2. checks every kernel against :mod:`kernels.reference` bit for bit: fresh random inputs (the seed is
    printed), outputs poisoned before each run, vector and scalar paths, misaligned M, M of one block,
-   invalid ids, empty and one-row batches, 128 features, a side stream;
+   invalid ids, empty and one-row batches, 128 features, a side stream, and every robe / lma golden case
+   of ``tests/golden/hash_golden.json`` (one with m > 2^31 floats);
 3. times each op with CUDA events at batch 4096 x 26 beside a PyTorch gather from a full Criteo-Kaggle
    table (33.8M x 16 floats, Zipf ids), and prints a table last.
 
@@ -39,6 +40,8 @@ SPECIAL_IDS = (0, 1, 2**31 - 1, 2**31, 2**32 - 1, 3 * 2**31 - 1, 2**62 - 1)
 INVALID_IDS = (-1, -(2**31), 2**62, 2**63 - 1)
 POISON_FLOAT = -12345.5
 POISON_INT = -7
+GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden" / "hash_golden.json"
+EXACT_FLOATS = 1 << 24  # float32 holds every integer below this: M's values spell indices in two digits
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ class Checker:
         side_stream: bool = False,
     ) -> None:
         def run() -> tuple[np.ndarray, np.ndarray]:
-            params = ref.HashParams.from_seed(features, int(self.rng.integers(1 << 30)))
+            params = ref.HashParams.from_seed(features, dim // block, int(self.rng.integers(1 << 30)))
             ids = random_ids(self.rng, batch, features)
             memory = self.rng.standard_normal(m).astype(np.float32)
             expected = ref.robe_lookup(ids, memory, params, dim, block)
@@ -150,9 +153,9 @@ class Checker:
                 stream = self.torch.cuda.Stream()
                 stream.wait_stream(self.torch.cuda.current_stream())
                 with self.torch.cuda.stream(stream):
-                    self.ops.robe_forward(device_ids, device_memory, params, dim, block, out=out)
+                    self.ops.robe_plan(params, dim, block)(device_ids, device_memory, out=out)
             else:
-                self.ops.robe_forward(device_ids, device_memory, params, dim, block, out=out)
+                self.ops.robe_plan(params, dim, block)(device_ids, device_memory, out=out)
             self.synchronize()
             return out.cpu().numpy(), expected
 
@@ -172,11 +175,13 @@ class Checker:
         invalid: bool = False,
     ) -> None:
         def run() -> tuple[np.ndarray, np.ndarray]:
-            params = ref.HashParams.from_seed(features, int(self.rng.integers(1 << 30)))
+            params = ref.HashParams.from_seed(features, dim // block, int(self.rng.integers(1 << 30)))
             ids = random_ids(self.rng, batch, features)
             sizes = [0 if f == 1 else int(self.rng.integers(1, vocab_size + 1)) for f in range(features)]
             keys, offsets = vocabulary(self.rng, ids, sizes)
-            signatures = self.rng.integers(-(2**63), 2**63 - 1, size=len(keys), dtype=np.int64)
+            num_minhashes = keys_per_block + int(self.rng.integers(0, 8))
+            signatures = self.rng.integers(0, 256, size=(len(keys), num_minhashes)).astype(np.uint8)
+            signatures[: len(keys) // 4] = signatures[0]  # tokens sharing every block
             memory = self.rng.standard_normal(m).astype(np.float32)
             idx = ref.lma_indices(ids, keys, offsets, signatures, params, m, dim, block, keys_per_block)
             expected = memory[idx]
@@ -184,22 +189,44 @@ class Checker:
                 ids[0, 0] = INVALID_IDS[3]
                 expected[0, 0] = np.nan
             out = self.poisoned((batch, features, dim), self.torch.float32)
-            self.ops.lma_forward(
-                self.cuda(ids),
-                self.cuda(memory),
-                self.cuda(keys),
-                offsets,
-                self.cuda(signatures),
-                params,
-                dim,
-                block,
-                keys_per_block,
-                out=out,
-            )
+            plan = self.ops.lma_plan(params, dim, block, self.cuda(keys), offsets, self.cuda(signatures),
+                                     keys_per_block)
+            plan(self.cuda(ids), self.cuda(memory), out=out)
             self.synchronize()
             return out.cpu().numpy(), expected
 
         self.record(name, run)
+
+    def golden(self, kind: str, case: dict[str, Any]) -> None:
+        """A golden case of tests/golden (m up to 2^31 + 5): the indices every element reads, bit for bit.
+
+        M holds the index's low base-2^24 digit in one run and its high digit in a second run (both exact
+        in float32), so any m that fits the device is checked without a float rounding an index.
+        """
+
+        def run() -> tuple[np.ndarray, np.ndarray]:
+            torch = self.torch
+            params = ref.HashParams.from_dict(case["params"])
+            dim, block = case["embedding_dim"], case["block_size"]
+            ids = self.cuda(np.asarray(case["ids"], np.int64))
+            if kind == "robe":
+                plan = self.ops.robe_plan(params, dim, block)
+            else:
+                plan = self.ops.lma_plan(params, dim, block, self.cuda(np.asarray(case["keys"], np.int64)),
+                                         case["offsets"], self.cuda(np.asarray(case["signatures"], np.uint8)),
+                                         case["keys_per_block"])
+            digits = []
+            for digit in (lambda i: i % EXACT_FLOATS, lambda i: i // EXACT_FLOATS):
+                memory = digit(torch.arange(case["m"], dtype=torch.int64,
+                                            device=self.device)).to(torch.float32)
+                out = self.poisoned((ids.shape[0], ids.shape[1], dim), torch.float32)
+                plan(ids, memory, out=out)
+                self.synchronize()
+                digits.append(out.cpu().numpy().astype(np.int64))
+                del memory
+            return digits[1] * EXACT_FLOATS + digits[0], np.asarray(case["indices"], np.int64)
+
+        self.record(f"golden {kind} {case['name']}", run)
 
     def vocab(self, name: str, features: int, batch: int, vocab_size: int, *, invalid: bool = False) -> None:
         def run() -> tuple[np.ndarray, np.ndarray]:
@@ -239,11 +266,17 @@ def run_checks(checker: Checker, quick: bool = False) -> None:
     c.robe("robe invalid ids -> NaN (vector)", 26, 16, 4, 1000, 10, invalid=True)
     c.robe("robe invalid ids -> NaN (scalar)", 3, 6, 3, 1000, 10, invalid=True)
     c.robe("robe on a side stream", 26, 16, 16, 540_000, big, side_stream=True)
-    c.lma("lma d16 Z4 k8", 26, 16, 4, 540_000, big // 2, 8, 5000)
-    c.lma("lma d32 Z8 k15", 5, 32, 8, 4099, 300, 15, 50)
+    c.lma("lma d16 Z4 k2", 26, 16, 4, 540_000, big // 2, 2, 5000)
+    c.lma("lma d32 Z8 k6", 5, 32, 8, 4099, 300, 6, 50)
+    c.lma("lma d16 Z1 k2 (scalar)", 26, 16, 1, 100_003, 200, 2, 500)
     c.lma("lma d6 Z3 k1 (scalar)", 3, 6, 3, 50, 100, 1, 20)
-    c.lma("lma d16 Z16 k8 invalid id -> NaN", 26, 16, 16, 10_000, 10, 8, 100, invalid=True)
-    c.lma("lma empty batch", 26, 16, 4, 1000, 0, 8, 10)
+    c.lma("lma d16 Z16 k2 invalid id -> NaN", 26, 16, 16, 10_000, 10, 2, 100, invalid=True)
+    c.lma("lma empty batch", 26, 16, 4, 1000, 0, 2, 10)
+    golden = json.loads(GOLDEN.read_text())
+    for kind in ("robe", "lma"):
+        for case in golden[kind]:
+            if not quick or case["m"] <= EXACT_FLOATS:  # quick (and the CPU dry run) skip m > 2^24
+                c.golden(kind, case)
     c.vocab("vocab F26", 26, big, 100_000)
     c.vocab("vocab F1", 1, 100, 10)
     c.vocab("vocab invalid id -> OOV row", 26, 10, 100, invalid=True)

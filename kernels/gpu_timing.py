@@ -83,11 +83,12 @@ def time_call(call: Callable[[], object], iters: int, repeats: int) -> tuple[flo
 def robe_call(
     ops: Any, ids: Any, memory: Any, params: ref.HashParams, dim: int, block: int
 ) -> Callable[[], object]:
-    """One RobeEmbedding call into a preallocated output."""
+    """One RobeEmbedding call into a preallocated output, through a plan made once (as a model does)."""
     import torch
 
     out = torch.empty((ids.shape[0], ids.shape[1], dim), device="cuda")
-    return lambda: ops.robe_forward(ids, memory, params, dim, block, out=out)
+    plan = ops.robe_plan(ref.HashParams.from_seed(params.num_features, dim // block, params.seed), dim, block)
+    return lambda: plan(ids, memory, out=out)
 
 
 def run_timings(ops: Any, rng: np.random.Generator, batch: int, iters: int, repeats: int) -> list[Timing]:
@@ -98,7 +99,7 @@ def run_timings(ops: Any, rng: np.random.Generator, batch: int, iters: int, repe
     lookups = batch * features
     ids_np = np.stack([zipf_ids(rng, (batch,), c) for c in KAGGLE_CARDINALITIES], axis=1)
     ids = torch.from_numpy(ids_np).cuda()
-    params = ref.HashParams.from_seed(features, 0)
+    params = ref.HashParams.from_seed(features, 1, 0)  # robe_call draws the blocks of each geometry
     timings = []
 
     def add(name: str, bytes_per_lookup: int, call: Callable[[], object]) -> None:
@@ -130,14 +131,17 @@ def run_timings(ops: Any, rng: np.random.Generator, batch: int, iters: int, repe
     keys = torch.from_numpy(
         np.concatenate([np.arange(c, dtype=np.int64) for c in KAGGLE_CARDINALITIES])
     ).cuda()
-    signatures = torch.from_numpy(rng.integers(-(2**63), 2**63 - 1, size=keys.numel(), dtype=np.int64)).cuda()
+    size = (keys.numel(), ref.DEFAULT_NUM_MINHASHES)
+    signatures = torch.from_numpy(rng.integers(0, 256, size=size).astype(np.uint8)).cuda()
     rows = torch.empty((batch, features), dtype=torch.int64, device="cuda")
     add("VocabLookup, 33.8M keys", 8, lambda: ops.vocab_forward(ids, keys, offsets, out=rows))
     out16 = torch.empty((batch, features, 16), device="cuda")
+    lma = ops.lma_plan(ref.HashParams.from_seed(features, 4, 0), 16, 4, keys, offsets, signatures,
+                       ref.DEFAULT_KEYS_PER_BLOCK)
     add(
-        "LmaEmbedding d=16 Z=4 k=8, 33.8M keys",
+        f"LmaEmbedding d=16 Z=4 k={ref.DEFAULT_KEYS_PER_BLOCK} S={ref.DEFAULT_NUM_MINHASHES}, 33.8M keys",
         64,
-        lambda: ops.lma_forward(ids, small, keys, offsets, signatures, params, 16, 4, 8, out=out16),
+        lambda: lma(ids, small, out=out16),
     )
     table = torch.randn((int(offsets[-1]), 16), device="cuda")  # 2.16 GB full table
     flat_rows = (ids + torch.from_numpy(offsets[:-1]).cuda()).reshape(-1)

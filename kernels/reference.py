@@ -1,118 +1,177 @@
 """The hash contract and index maps of robeserve, in NumPy: the spec every other implementation follows.
 
-DESIGN.md section 3. One integer hash, bit-identical in NumPy (here), PyTorch, ONNX standard ops, C++
-and CUDA; every intermediate product stays below 2^63::
+DESIGN.md section 3, hash version 2. One integer hash, bit-identical in NumPy (here), PyTorch, ONNX
+standard ops, C++ and CUDA; every intermediate product stays below 2^63::
 
     P  = 2^31 - 1
     v  : int64 id, 0 <= v < 2^62 (a missing categorical value is the id 0)
     lo = v mod 2^31,  hi = v div 2^31
-    h(f, c, v) = ((A1[f]*lo mod P) + (A2[f]*hi mod P) + B[f]*c + C[f]) mod P
+    u(f, v)    = ((A1[f]*lo mod P) + (A2[f]*hi mod P) + C[f]) mod P       the value's key in feature f
+    h(f, c, v) = (G1[c]*u(f, v) + G2[c]) mod P                            block c's hash
 
-``f`` is the feature, ``c`` the block index (0 <= c < d/Z, or the minhash key index for unknown LMA values).
+``f`` is the feature, ``c`` the block index (0 <= c < d/Z). ``A1, A2, C`` are per feature, ``G1, G2`` per
+block, all in [1, P-1], drawn from ``numpy.random.default_rng(seed)`` in the order A1, A2, C (each
+``integers(1, P, size=F)``), then G1, G2 (each ``integers(1, P, size=d/Z)``). ``G1[c] * u < 2^62``.
+Two values with different keys u never collide modulo P on any block (G1[c] is invertible mod P), and
+the blocks of two keys collide modulo ``m - Z + 1`` independently, with probability ~1/m each
+(``python -m kernels.collisions`` measures it against version 1's formula, linear in c).
 
 Index maps built on ``h``:
 
 - ROBE-Z: ``offset(f, v, c) = h(f, c, v) mod (m - Z + 1)``; element ``j`` of the embedding of ``v`` is
   ``M[offset(f, v, j div Z) + j mod Z]`` (no wrap-around).
-- Hashing trick: ``row(f, v) = h(f, 0, v) mod rows_f`` within feature ``f``'s table.
+- Hashing trick: ``row(f, v) = h(f, 0, v) mod rows_f`` within feature ``f``'s table (one block: G1[0], G2[0]).
 - Full table (``VocabLookup``): feature ``f``'s known values are ``keys[offsets[f]:offsets[f+1]]``
   (sorted); a value found at global position ``p`` maps to row ``p + f``; an unknown value to the feature's
   OOV row ``offsets[f+1] + f``. One concatenated table of ``K + F`` rows.
-- LMA: each value has a 64-bit signature of 16 4-bit minhash keys (key ``t`` in bits ``4t .. 4t+3``).
-  Block ``c`` of the embedding concatenates ``k`` (default 8, at most 15) of those keys, chosen by a hash of
-  ``c``::
+- LMA (DESIGN.md section 1). A token is a (feature, value) pair; ``S(t)`` the ids of the sampled training
+  rows that contain it. Its signature is ``S`` b-bit minhashes of ``S(t)`` (b <= 8, one uint8 each)::
 
-      first(c) = ((48271 * c + 11) mod P) mod 16
-      step(c)  = 2 * (((16807 * c + 7) mod P) mod 8) + 1            (odd, so the k keys are distinct)
-      sel(c, t) = (first(c) + t * step(c)) mod 16,   t = 0 .. k-1
-      code(c)  = sum_t key[sel(c, t)] << (4 t)                      (< 2^32, a valid id)
-      offset   = h(f, c, code(c)) mod (m - Z + 1)                   (exactly as ROBE)
+      g_s(r)     = (GA[s] * (r mod 2^31) + GB[s]) mod P        s = 0 .. S-1, (GA, GB) = minhash_params
+      sig[t, s]  = (min over r in S(t) of g_s(r)) mod 2^b
 
-  A value without a learned signature (unknown at training time) gets ``key[t] = h(f, t, v) mod 16``, so
-  unknown values spread over memory like plain ROBE.
-  Learned signatures are b-bit minhashes (b = 4) of the set of sampled training rows in which a value
-  appears: ``key[t] = (min over rows r of g_t(r)) mod 16`` with ``g_t(r) = (GA[t] * r + GB[t]) mod P``.
+  Row ids are global (not per feature), so tokens of different features that occur in the same rows
+  get the same minhashes. Block ``c`` of a token with a signature (a sampled token, stored in ``keys``)
+  combines ``k`` of them, chosen by ``c``, into one code (exactly; ``k <= 6`` keeps it below 2^48)::
 
-Hash parameters are drawn from ``numpy.random.default_rng(seed)`` in the order A1, A2, B, C, each
-``integers(1, P, size=F)`` (values in [1, P-1]).
+      sel(c, t)  = (c * k + t) mod S                            t = 0 .. k-1
+      code_c     = sum_t sig[sel(c, t)] * 256^t
+      offset     = h(0, c, code_c) mod (m - Z + 1)              feature 0's A1, A2, C: ONE global hash
+
+  so two tokens share block ``c`` with probability ~ (J + (1 - J) / 2^b)^k + 1/m, J the Jaccard
+  similarity of their row sets. Blocks use disjoint minhashes while ``c * k < S``, then reuse them
+  cyclically (their locations still differ through G1[c], G2[c]). A token without a signature (unseen in
+  the sample, or left out by the budget) reads the ROBE-Z locations ``h(f, c, v)``.
+
+  Defaults (``DEFAULT_KEYS_PER_BLOCK`` k = 2, ``DEFAULT_MINHASH_BITS`` b = 8, ``DEFAULT_NUM_MINHASHES``
+  S = 8; the trainer's LMA default Z = 1), chosen by measurement:
+
+  - ``python -m kernels.lma_study --pairs 200`` (pairs of 40-row sets, d = 16 blocks): P(same block code)
+    measured at J = 0 / 0.1 / 0.5 / 0.9 is 0.005 / 0.104 / 0.507 / 0.924 for k = 1, b = 8; 0 / 0.010 /
+    0.268 / 0.855 for k = 2, b = 8; 0.0025 / 0.021 / 0.295 / 0.861 for k = 2, b = 4; 0 / 0.001 / 0.121 /
+    0.735 for k = 3, b = 8, each within sampling error of (J + (1 - J)/2^b)^k. k = 1 lets tokens that
+    merely meet (J = 0.1) share 10% of their blocks; k = 2 cuts that to 1% and keeps aliases (J >= 0.9)
+    sharing most blocks; k = 3 starts to separate aliases (J = 0.9: 73%). b = 8 costs what b = 4 does
+    (one uint8 per minhash) and makes unrelated tokens agree at 2^-16 instead of 2^-8.
+  - ``python -m training dlrm --data ../shared/data/criteo/criteo_15k.tsv.gz --config tiny --epochs 3
+    --compression X --block-size Z --embedding robe | lma --lma-k K`` (seed 0, one run each, validation
+    AUC of 1,576 rows, standard error ~0.013). Z = 1: at 16x ROBE 0.677, LMA k = 1 / 2 / 3 0.616 /
+    0.686 / 0.679; at 64x ROBE 0.688, LMA 0.664 / 0.683 / 0.682. LMA k = 2 at 16x with Z = 4: 0.675,
+    Z = 16 (= d): 0.668 (ROBE 0.678, 0.647). Only k = 1 stands out (worse, at both budgets); k = 2 and
+    Z = 1 (per element, as the paper) are the best of one seed, not significant wins; this sample cannot
+    separate LMA from ROBE.
+  - S = 8: 8 bytes per token beside its 8-byte key. At 16x on criteo_15k the 25% signature share
+    (``EmbeddingSpec.signature_fraction``) holds the 3,696 most frequent tokens (7% of 52,791 distinct
+    training tokens), which cover 74.7% of validation lookups; two features of one row then share 3.8%
+    of their blocks on average (ROBE: 1/m = 2e-5). With d/Z = 16 blocks the S/k = 4 independent codes
+    are each used by 4 blocks (at different locations).
+
+Hash parameters and signatures are saved in every checkpoint, ``model.json`` and ONNX node attributes
+with ``"version": 2``; reading any other version raises ``HashVersionError``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+HASH_VERSION = 2
 P = (1 << 31) - 1
 ID_LIMIT = 1 << 62
 LO_BITS = 31
 LO_MASK = (1 << LO_BITS) - 1
-NUM_SIGNATURE_KEYS = 16
-SIGNATURE_KEY_BITS = 4
-DEFAULT_KEYS_PER_BLOCK = 8
-MAX_KEYS_PER_BLOCK = 15  # 4 * 15 = 60 bits: every block code stays a valid id (< 2^62)
-SELECT_FIRST_MUL, SELECT_FIRST_ADD = 48271, 11
-SELECT_STEP_MUL, SELECT_STEP_ADD = 16807, 7
+CODE_SHIFT = 8  # bits between the minhashes of one block code: one uint8 each
+MAX_MINHASH_BITS = 8
+MAX_KEYS_PER_BLOCK = 6  # 6 * 8 = 48 bits: codes < 2^48, valid ids, exact even through a float64
+MAX_NUM_MINHASHES = 255
+DEFAULT_NUM_MINHASHES = 8
+DEFAULT_KEYS_PER_BLOCK = 2
+DEFAULT_MINHASH_BITS = 8
+MIN_SIGNATURE_ROWS = 125_000  # DESIGN.md section 1: row sets from a sample of >= 125K rows
+DEFAULT_SIGNATURE_ROWS = 500_000
+SIGNATURE_DTYPE = np.uint8
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
+SignatureArray = npt.NDArray[np.uint8]
 
 
 class InvalidIdError(ValueError):
     """An id outside [0, 2^62): the hash contract does not define it."""
 
 
+class HashVersionError(ValueError):
+    """Hash parameters written under a hash contract version this build does not implement."""
+
+
+def check_hash_version(version: Any, where: str = "hash parameters") -> None:
+    """Raise HashVersionError unless ``version`` is ``HASH_VERSION`` (a missing version means 1)."""
+    if version != HASH_VERSION:
+        raise HashVersionError(
+            f"{where}: hash version {version} is not supported; this build implements hash version "
+            f"{HASH_VERSION} (DESIGN.md section 3): retrain the model with this version")
+
+
+def _draw(rng: np.random.Generator, size: int) -> IntArray:
+    return rng.integers(1, P, size=size, dtype=np.int64)
+
+
 @dataclass(frozen=True)
 class HashParams:
-    """Per-feature hash coefficients, each an int64 array of length ``num_features`` in [1, P-1].
+    """Hash version 2 coefficients: per feature ``a1, a2, c`` [F], per block ``g1, g2`` [d/Z], in [1, P-1].
 
     Example:
-        >>> params = HashParams.from_seed(num_features=26, seed=0)
-        >>> params.a1.shape
-        (26,)
+        >>> params = HashParams.from_seed(num_features=26, num_blocks=4, seed=0)
+        >>> params.a1.shape, params.g1.shape
+        ((26,), (4,))
     """
 
     seed: int
     a1: IntArray
     a2: IntArray
-    b: IntArray
     c: IntArray
+    g1: IntArray
+    g2: IntArray
 
     def __post_init__(self) -> None:
-        n = len(self.a1)
-        for name in ("a1", "a2", "b", "c"):
+        for name, length in (("a1", self.num_features), ("a2", self.num_features), ("c", self.num_features),
+                             ("g1", self.num_blocks), ("g2", self.num_blocks)):
             arr = getattr(self, name)
-            if arr.shape != (n,):
-                raise ValueError(f"hash array {name} has shape {arr.shape}, expected ({n},)")
-            if arr.size and (arr.min() < 1 or arr.max() > P - 1):
+            if arr.shape != (length,) or length < 1:
+                raise ValueError(f"hash array {name} has shape {arr.shape}, expected ({max(length, 1)},)")
+            if arr.min() < 1 or arr.max() > P - 1:
                 raise ValueError(f"hash array {name} has values outside [1, P-1]")
 
     @property
     def num_features(self) -> int:
         return len(self.a1)
 
+    @property
+    def num_blocks(self) -> int:
+        return len(self.g1)
+
     @classmethod
-    def from_seed(cls, num_features: int, seed: int) -> HashParams:
-        if num_features < 1:
-            raise ValueError(f"num_features must be >= 1, got {num_features}")
+    def from_seed(cls, num_features: int, num_blocks: int, seed: int) -> HashParams:
+        if num_features < 1 or num_blocks < 1:
+            raise ValueError(f"need num_features >= 1 and num_blocks >= 1, got {num_features}, {num_blocks}")
         rng = np.random.default_rng(seed)
-        arrays = [rng.integers(1, P, size=num_features, dtype=np.int64) for _ in range(4)]
-        return cls(seed, *arrays)
+        a1, a2, c = (_draw(rng, num_features) for _ in range(3))
+        g1, g2 = (_draw(rng, num_blocks) for _ in range(2))
+        return cls(seed, a1, a2, c, g1, g2)
 
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "seed": self.seed,
-            "a1": self.a1.tolist(),
-            "a2": self.a2.tolist(),
-            "b": self.b.tolist(),
-            "c": self.c.tolist(),
-        }
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": HASH_VERSION, "seed": self.seed,
+                **{name: getattr(self, name).tolist() for name in ("a1", "a2", "c", "g1", "g2")}}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> HashParams:
-        arrays = [np.asarray(data[k], dtype=np.int64) for k in ("a1", "a2", "b", "c")]
-        return cls(int(data["seed"]), *arrays)  # type: ignore[call-overload]
+    def from_dict(cls, data: dict[str, Any], where: str = "hash parameters") -> HashParams:
+        """Inverse of ``to_dict``. Raises HashVersionError for another version (none recorded: version 1)."""
+        check_hash_version(data.get("version", 1), where)
+        arrays = [np.asarray(data[k], dtype=np.int64) for k in ("a1", "a2", "c", "g1", "g2")]
+        return cls(int(data["seed"]), *arrays)
 
 
 def check_ids(ids: npt.ArrayLike) -> IntArray:
@@ -132,65 +191,68 @@ def check_ids(ids: npt.ArrayLike) -> IntArray:
     return arr
 
 
-def hash_ids(ids: npt.ArrayLike, block: npt.ArrayLike, params: HashParams) -> IntArray:
-    """h(f, c, v) for ids of shape [..., F] (the last axis is the feature), broadcast against ``block``.
-
-    Args:
-        ids: int ids, last axis of length ``params.num_features``.
-        block: block index c (a scalar, or an array broadcastable against ``ids``).
-        params: the per-feature hash coefficients.
-
-    Returns:
-        int64 array in [0, P) with the broadcast shape of ``ids`` and ``block``.
-    """
-    v = check_ids(ids)
+def _check_features(v: IntArray, params: HashParams) -> None:
     if v.ndim == 0 or v.shape[-1] != params.num_features:
         raise ValueError(f"ids must end with the feature axis of length {params.num_features}, got {v.shape}")
-    return _hash(v, np.asarray(block, dtype=np.int64), params.a1, params.a2, params.b, params.c)
 
 
-def hash_blocks(ids: npt.ArrayLike, num_blocks: int, params: HashParams) -> IntArray:
-    """h(f, c, v) for every block c < num_blocks: int64 [..., F, num_blocks] for ids [..., F]."""
+def _key(v: IntArray, a1: IntArray, a2: IntArray, c: IntArray) -> IntArray:
+    return ((a1 * (v & LO_MASK)) % P + (a2 * (v >> LO_BITS)) % P + c) % P
+
+
+def feature_keys(ids: npt.ArrayLike, params: HashParams) -> IntArray:
+    """u(f, v) for ids [..., F] (the last axis is the feature): int64 [..., F] in [0, P)."""
     v = check_ids(ids)
-    if v.ndim == 0 or v.shape[-1] != params.num_features:
-        raise ValueError(f"ids must end with the feature axis of length {params.num_features}, got {v.shape}")
-    return hash_codes(np.repeat(v[..., None], num_blocks, axis=-1), params)
+    _check_features(v, params)
+    return _key(v, params.a1, params.a2, params.c)
 
 
-def hash_codes(codes: npt.ArrayLike, params: HashParams) -> IntArray:
-    """h(f, c, codes[..., f, c]): one id per (feature, block), as LMA's codes. int64 [..., F, blocks]."""
+def hash_ids(ids: npt.ArrayLike, block: int, params: HashParams) -> IntArray:
+    """h(f, block, v) for ids [..., F]: int64 [..., F] in [0, P)."""
+    if not 0 <= block < params.num_blocks:
+        raise ValueError(f"block {block} outside [0, {params.num_blocks})")
+    return (params.g1[block] * feature_keys(ids, params) + params.g2[block]) % P
+
+
+def hash_blocks(ids: npt.ArrayLike, params: HashParams) -> IntArray:
+    """h(f, c, v) for every block c < params.num_blocks: int64 [..., F, num_blocks] for ids [..., F]."""
+    u = feature_keys(ids, params)
+    return (params.g1 * u[..., None] + params.g2) % P
+
+
+def global_hash(codes: npt.ArrayLike, params: HashParams) -> IntArray:
+    """h(0, c, codes[..., c]): LMA's one feature-free hash of block codes [..., num_blocks] -> same shape."""
     v = check_ids(codes)
-    if v.ndim < 2 or v.shape[-2] != params.num_features:
-        raise ValueError(f"codes must have shape [..., {params.num_features}, num_blocks], got {v.shape}")
-    blocks = np.arange(v.shape[-1], dtype=np.int64)
-    a1, a2, b, c = (arr[:, None] for arr in (params.a1, params.a2, params.b, params.c))
-    return _hash(v, blocks, a1, a2, b, c)
+    if v.ndim == 0 or v.shape[-1] != params.num_blocks:
+        raise ValueError(f"codes must end with the block axis of length {params.num_blocks}, got {v.shape}")
+    u = _key(v, params.a1[0], params.a2[0], params.c[0])
+    return (params.g1 * u + params.g2) % P
 
 
-def _hash(v: IntArray, block: IntArray, a1: IntArray, a2: IntArray, b: IntArray, c: IntArray) -> IntArray:
-    lo = v & LO_MASK
-    hi = v >> LO_BITS
-    return ((a1 * lo) % P + (a2 * hi) % P + b * block + c) % P
-
-
-def _check_block(m: int, dim: int, block_size: int) -> None:
+def _check_block(params: HashParams, m: int, dim: int, block_size: int) -> None:
     if dim < 1 or block_size < 1 or dim % block_size:
         raise ValueError(f"block_size {block_size} must divide embedding_dim {dim}")
     if m < block_size:
         raise ValueError(f"memory of {m} floats is smaller than one block of {block_size}")
+    if params.num_blocks != dim // block_size:
+        raise ValueError(f"hash parameters have {params.num_blocks} blocks, d/Z = {dim // block_size}")
+
+
+def _expand(starts: IntArray, block_size: int) -> IntArray:
+    """Block starts [..., F, d/Z] -> element indices [..., F, d]."""
+    within = np.arange(block_size, dtype=np.int64)
+    return (starts[..., :, None] + within).reshape(*starts.shape[:-1], starts.shape[-1] * block_size)
 
 
 def robe_offsets(ids: npt.ArrayLike, params: HashParams, m: int, dim: int, block_size: int) -> IntArray:
     """Start offset of every block: int64 [..., F, d/Z]."""
-    _check_block(m, dim, block_size)
-    return hash_blocks(ids, dim // block_size, params) % (m - block_size + 1)
+    _check_block(params, m, dim, block_size)
+    return hash_blocks(ids, params) % (m - block_size + 1)
 
 
 def robe_indices(ids: npt.ArrayLike, params: HashParams, m: int, dim: int, block_size: int) -> IntArray:
     """Index into ``M`` of every embedding element: int64 [..., F, d]."""
-    starts = robe_offsets(ids, params, m, dim, block_size)  # (..., F, d/Z)
-    within = np.arange(block_size, dtype=np.int64)
-    return (starts[..., :, None] + within).reshape(*starts.shape[:-1], dim)
+    return _expand(robe_offsets(ids, params, m, dim, block_size), block_size)
 
 
 def robe_lookup(
@@ -233,76 +295,63 @@ def _check_offsets(offsets: npt.ArrayLike, num_features: int, num_keys: int) -> 
     return o
 
 
-def lma_key_selection(num_blocks: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK) -> IntArray:
-    """sel(c, t): which signature key feeds position t of block c's code, int64 [num_blocks, k]."""
-    if not 1 <= keys_per_block <= MAX_KEYS_PER_BLOCK:
-        raise ValueError(f"keys_per_block must be in [1, {MAX_KEYS_PER_BLOCK}], got {keys_per_block}")
+def check_lma_shape(num_minhashes: int, keys_per_block: int) -> None:
+    """Raise ValueError unless 1 <= k <= min(S, MAX_KEYS_PER_BLOCK) and S <= MAX_NUM_MINHASHES."""
+    if not 1 <= num_minhashes <= MAX_NUM_MINHASHES:
+        raise ValueError(f"signatures must hold 1 to {MAX_NUM_MINHASHES} minhashes per token, "
+                         f"got {num_minhashes}")
+    if not 1 <= keys_per_block <= min(num_minhashes, MAX_KEYS_PER_BLOCK):
+        raise ValueError(f"keys_per_block k={keys_per_block} must be in [1, {MAX_KEYS_PER_BLOCK}] and at "
+                         f"most the {num_minhashes} minhashes per token (K)")
+
+
+def lma_selection(num_blocks: int, keys_per_block: int, num_minhashes: int) -> IntArray:
+    """sel(c, t) = (c k + t) mod S: the minhash feeding position t of block c's code, int64 [blocks, k]."""
+    check_lma_shape(num_minhashes, keys_per_block)
     c = np.arange(num_blocks, dtype=np.int64)[:, None]
     t = np.arange(keys_per_block, dtype=np.int64)[None, :]
-    first = ((SELECT_FIRST_MUL * c + SELECT_FIRST_ADD) % P) % NUM_SIGNATURE_KEYS
-    step = 2 * (((SELECT_STEP_MUL * c + SELECT_STEP_ADD) % P) % 8) + 1
-    return (first + t * step) % NUM_SIGNATURE_KEYS
+    return (c * keys_per_block + t) % num_minhashes
 
 
-def signature_keys(signatures: npt.ArrayLike) -> IntArray:
-    """Unpack int64 signatures [...] into their 16 4-bit keys [..., 16]."""
-    s = np.asarray(signatures, dtype=np.int64)
-    shifts = np.arange(NUM_SIGNATURE_KEYS, dtype=np.int64) * SIGNATURE_KEY_BITS
-    return (s[..., None] >> shifts) & 15
-
-
-def pack_signature(keys: npt.ArrayLike) -> IntArray:
-    """Pack 4-bit keys [..., 16] into int64 signatures [...] (key 15 may set the sign bit)."""
-    k = np.asarray(keys, dtype=np.uint64) & np.uint64(15)
-    shifts = np.arange(NUM_SIGNATURE_KEYS, dtype=np.uint64) * np.uint64(SIGNATURE_KEY_BITS)
-    packed = np.bitwise_or.reduce(k << shifts, axis=-1)
-    return np.asarray(packed, dtype=np.uint64).view(np.int64)
-
-
-def unknown_signatures(ids: npt.ArrayLike, params: HashParams) -> IntArray:
-    """Signature of values without a learned one: key t = h(f, t, v) mod 16. int64 [..., F]."""
-    keys = hash_blocks(ids, NUM_SIGNATURE_KEYS, params) % NUM_SIGNATURE_KEYS  # (..., F, 16)
-    return pack_signature(keys)
-
-
-def lma_signatures_for(
-    ids: npt.ArrayLike, keys: npt.ArrayLike, offsets: npt.ArrayLike, signatures: npt.ArrayLike,
-    params: HashParams,
-) -> IntArray:
-    """Signature of every id: the learned one when the id is a known key of its feature, else unknown."""
-    v = check_ids(ids)
-    k = np.asarray(keys, dtype=np.int64)
-    sig = np.asarray(signatures, dtype=np.int64)
-    if sig.shape != k.shape:
-        raise ValueError(f"signatures {sig.shape} must match keys {k.shape}")
-    rows = vocab_lookup(v, k, offsets)
-    o = _check_offsets(offsets, v.shape[-1], len(k))
-    features = np.arange(v.shape[-1], dtype=np.int64)
-    known = rows < o[1:] + features
-    learned = sig[np.where(known, rows - features, 0)] if len(k) else np.zeros(v.shape, np.int64)
-    return np.where(known, learned, unknown_signatures(v, params))
-
-
-def lma_codes(
-    signatures: npt.ArrayLike, num_blocks: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK
-) -> IntArray:
-    """Block codes from signatures: int64 [..., num_blocks], each < 2^(4k)."""
-    keys = signature_keys(signatures)  # (..., 16)
-    sel = lma_key_selection(num_blocks, keys_per_block)  # (blocks, k)
-    chosen = keys[..., sel]  # (..., blocks, k)
-    shifts = np.arange(keys_per_block, dtype=np.int64) * SIGNATURE_KEY_BITS
+def lma_codes(signatures: npt.ArrayLike, num_blocks: int, keys_per_block: int) -> IntArray:
+    """Block codes from signatures [..., S] (uint8): int64 [..., num_blocks], each < 256^k."""
+    sig = np.asarray(signatures)
+    if sig.dtype != SIGNATURE_DTYPE:
+        raise ValueError(f"signatures must be uint8, got {sig.dtype}")
+    sel = lma_selection(num_blocks, keys_per_block, sig.shape[-1])  # (blocks, k)
+    chosen = sig.astype(np.int64)[..., sel]  # (..., blocks, k)
+    shifts = np.arange(keys_per_block, dtype=np.int64) * CODE_SHIFT
     return (chosen << shifts).sum(axis=-1)
 
 
 def lma_offsets(
-    signatures: npt.ArrayLike, params: HashParams, m: int, dim: int, block_size: int,
-    keys_per_block: int = DEFAULT_KEYS_PER_BLOCK,
+    ids: npt.ArrayLike, keys: npt.ArrayLike, offsets: npt.ArrayLike, signatures: npt.ArrayLike,
+    params: HashParams, m: int, dim: int, block_size: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK,
 ) -> IntArray:
-    """Start offset of every block for signatures [..., F]: int64 [..., F, d/Z]."""
-    _check_block(m, dim, block_size)
+    """Start offset of every LMA block: int64 [..., F, d/Z].
+
+    A sampled token (its value in ``keys[offsets[f]:offsets[f+1]]`` at global position p) reads
+    ``h(0, c, code_c(signatures[p])) mod (m - Z + 1)``; any other token the ROBE-Z offset ``h(f, c, v)``.
+    """
+    _check_block(params, m, dim, block_size)
+    v = check_ids(ids)
+    k = np.asarray(keys, dtype=np.int64)
+    sig = np.asarray(signatures)
+    if sig.ndim != 2 or sig.shape[0] != len(k):
+        raise ValueError(f"signatures must be [{len(k)}, S] (one row per key), got {sig.shape}")
+    rows = vocab_lookup(v, k, offsets)
+    o = _check_offsets(offsets, v.shape[-1], len(k))
+    features = np.arange(v.shape[-1], dtype=np.int64)
+    known = rows < o[1:] + features  # (..., F)
+    position = np.where(known, rows - features, 0)
     num_blocks = dim // block_size
-    codes = lma_codes(signatures, num_blocks, keys_per_block)  # (..., F, blocks)
-    return hash_codes(codes, params) % (m - block_size + 1)
+    if len(k):
+        learned = global_hash(lma_codes(sig[position], num_blocks, keys_per_block), params)
+    else:
+        check_lma_shape(sig.shape[1], keys_per_block)
+        learned = np.zeros((*v.shape, num_blocks), dtype=np.int64)
+    hashed = np.where(known[..., None], learned, hash_blocks(v, params))  # (..., F, d/Z)
+    return hashed % (m - block_size + 1)
 
 
 def lma_indices(
@@ -310,38 +359,52 @@ def lma_indices(
     params: HashParams, m: int, dim: int, block_size: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK,
 ) -> IntArray:
     """Index into ``M`` of every LMA embedding element: int64 [..., F, d]."""
-    sig = lma_signatures_for(ids, keys, offsets, signatures, params)
-    starts = lma_offsets(sig, params, m, dim, block_size, keys_per_block)
-    within = np.arange(block_size, dtype=np.int64)
-    return (starts[..., :, None] + within).reshape(*starts.shape[:-1], dim)
+    starts = lma_offsets(ids, keys, offsets, signatures, params, m, dim, block_size, keys_per_block)
+    return _expand(starts, block_size)
 
 
-def minhash_params(seed: int) -> tuple[IntArray, IntArray]:
-    """(GA, GB), each int64 [16] in [1, P-1], for the row hashes g_t of learned signatures."""
+def minhash_params(seed: int, num_minhashes: int = DEFAULT_NUM_MINHASHES) -> tuple[IntArray, IntArray]:
+    """(GA, GB), each int64 [S] in [1, P-1], for the row hashes g_s of the signatures."""
     rng = np.random.default_rng([seed, 0x4C4D41])  # "LMA"
-    return (rng.integers(1, P, size=NUM_SIGNATURE_KEYS, dtype=np.int64),
-            rng.integers(1, P, size=NUM_SIGNATURE_KEYS, dtype=np.int64))
+    return _draw(rng, num_minhashes), _draw(rng, num_minhashes)
 
 
-def minhash_signatures(values: npt.ArrayLike, rows: npt.ArrayLike, seed: int) -> tuple[IntArray, IntArray]:
-    """Learned signatures of one feature from (value, row) occurrences.
+def minhash_signatures(
+    values: npt.ArrayLike, rows: npt.ArrayLike, seed: int, num_minhashes: int = DEFAULT_NUM_MINHASHES,
+    bits: int = DEFAULT_MINHASH_BITS,
+) -> tuple[IntArray, SignatureArray]:
+    """Signatures of the tokens of one feature from their (value, row) occurrences.
 
     Args:
         values: int64 [N] value ids, one per occurrence.
-        rows: int64 [N] the (sampled) training row of each occurrence, 0 <= row < 2^31.
+        rows: int64 [N] the global id of the (sampled) training row of each occurrence.
         seed: the minhash seed.
+        num_minhashes: S.
+        bits: b, bits kept of each minhash (1..8).
 
     Returns:
-        (unique sorted values [U], their int64 signatures [U]).
+        (unique sorted values [U], their uint8 signatures [U, S]).
     """
+    if not 1 <= bits <= MAX_MINHASH_BITS:
+        raise ValueError(f"minhash bits must be in [1, {MAX_MINHASH_BITS}], got {bits}")
+    if not 1 <= num_minhashes <= MAX_NUM_MINHASHES:
+        raise ValueError(f"num_minhashes must be in [1, {MAX_NUM_MINHASHES}], got {num_minhashes}")
     v = check_ids(values)
     r = np.asarray(rows, dtype=np.int64)
     if r.shape != v.shape:
         raise ValueError(f"values {v.shape} and rows {r.shape} must have the same shape")
     uniq, inverse = np.unique(v, return_inverse=True)
-    ga, gb = minhash_params(seed)
-    mins = np.full((len(uniq), NUM_SIGNATURE_KEYS), P, dtype=np.int64)
-    for t in range(NUM_SIGNATURE_KEYS):
-        g = (ga[t] * (r & LO_MASK) + gb[t]) % P
-        np.minimum.at(mins[:, t], inverse, g)
-    return uniq, pack_signature(mins % NUM_SIGNATURE_KEYS)
+    ga, gb = minhash_params(seed, num_minhashes)
+    mins = np.full((len(uniq), num_minhashes), P, dtype=np.int64)
+    for s in range(num_minhashes):
+        g = (ga[s] * (r & LO_MASK) + gb[s]) % P
+        np.minimum.at(mins[:, s], inverse, g)
+    return uniq, (mins & ((1 << bits) - 1)).astype(SIGNATURE_DTYPE)
+
+
+def share_probability(jaccard: npt.ArrayLike, keys_per_block: int, bits: int,
+                      m: int) -> npt.NDArray[np.float64]:
+    """Expected P(two sampled tokens share one block) at Jaccard J: (J + (1-J)/2^b)^k, plus 1/m otherwise."""
+    j = np.asarray(jaccard, dtype=np.float64)
+    same_code = (j + (1 - j) / 2.0**bits) ** keys_per_block
+    return same_code + (1 - same_code) / m

@@ -6,19 +6,22 @@ API::
     from kernels import reference, torch_ext
 
     ops = torch_ext.load()  # compiles once into build/torch_ext (nvcc + torch.utils.cpp_extension)
-    params = reference.HashParams.from_seed(num_features=26, seed=0)
+    params = reference.HashParams.from_seed(num_features=26, num_blocks=4, seed=0)
+    robe = ops.robe_plan(params, dim=16, block_size=4)                   # once per embedding
     ids = torch.randint(0, 2**62, (4096, 26), device="cuda")              # int64 [B, F]
     memory = torch.randn(540_000, device="cuda")                          # float32 [m]
-    emb = ops.robe_forward(ids, memory, params, dim=16, block_size=4)     # float32 [B, F, 16]
-    emb = ops.lma_forward(ids, memory, keys, offsets, signatures, params, dim=16, block_size=4,
-                          keys_per_block=8)                               # keys, signatures: int64 cuda [K]
+    emb = robe(ids, memory)                                               # float32 [B, F, 16]
+    lma = ops.lma_plan(params, 16, 4, keys, offsets, signatures, keys_per_block=2)  # keys: int64 cuda [K],
+    emb = lma(ids, memory)                                                # signatures: uint8 cuda [K, S]
     rows = ops.vocab_forward(ids, keys, offsets)                          # int64 [B, F]
 
-``offsets`` (int64 [F + 1]) may be a CPU tensor, a NumPy array or a list: it travels in the kernel
-parameters. Every op takes ``out=`` (a preallocated contiguous tensor) and runs on
-``torch.cuda.current_stream()`` without synchronising. Results equal :mod:`kernels.reference` bit for bit;
-an id outside [0, 2^62) gives NaN (embeddings) or the feature's OOV row (VocabLookup) instead of an error,
-since checking would synchronise. At most 128 features. Forward only: no autograd.
+A plan (``RobePlan``, ``LmaPlan``) validates the hash coefficients, the LMA tables and offsets ONCE and
+holds the native launch plan (``kernels/cuda/c_api.h``) and, for ctypes, the prepared launch arguments;
+a call checks only the tensors it is given (dtype, device, shape) and launches. ``robe_forward`` and
+``lma_forward`` make a plan for one call. Every op takes ``out=`` (a preallocated contiguous tensor) and
+runs on ``torch.cuda.current_stream()`` without synchronising. Results equal :mod:`kernels.reference`
+bit for bit; an id outside [0, 2^62) gives NaN (embeddings) or the feature's OOV row (VocabLookup)
+instead of an error, since checking would synchronise. At most 128 features and 128 blocks. Forward only.
 
 Backends: ``extension`` (``torch.utils.cpp_extension.load``, needs ninja and a C++ compiler) and ``ctypes``
 (calls ``librobe_launchers.so`` directly); ``auto`` takes the extension and falls back to ctypes.
@@ -39,11 +42,12 @@ import numpy.typing as npt
 
 from kernels import default_build_dir
 from kernels.build import LAUNCHERS_NAME, SOURCE_DIR, BuildError, build_launchers
-from kernels.reference import HashParams
+from kernels.reference import DEFAULT_KEYS_PER_BLOCK, HashParams, check_lma_shape
 
 logger = logging.getLogger(__name__)
 
 MAX_FEATURES = 128
+MAX_BLOCKS = 128
 EXTENSION_NAME = "robe_cuda_ext"
 
 
@@ -58,39 +62,17 @@ class CudaUnavailable(RuntimeError):
 
 
 class RawOps(Protocol):
-    """The launchers behind one bridge; tensors are already checked."""
+    """The launchers behind one bridge; tensors are already checked. A plan is an opaque integer handle."""
 
-    def robe(
-        self,
-        ids: Any,
-        memory: Any,
-        a1: Any,
-        a2: Any,
-        b: Any,
-        c: Any,
-        dim: int,
-        block_size: int,
-        out: Any,
-        stream: int,
-    ) -> None: ...
+    def plan_create(self, a1: Any, a2: Any, c: Any, g1: Any, g2: Any, offsets: Any, num_keys: int) -> int: ...
 
-    def lma(
-        self,
-        ids: Any,
-        memory: Any,
-        keys: Any,
-        offsets: Any,
-        signatures: Any,
-        a1: Any,
-        a2: Any,
-        b: Any,
-        c: Any,
-        dim: int,
-        block_size: int,
-        keys_per_block: int,
-        out: Any,
-        stream: int,
-    ) -> None: ...
+    def plan_destroy(self, plan: int) -> None: ...
+
+    def robe(self, plan: int, ids: Any, memory: Any, dim: int, block_size: int, out: Any,
+             stream: int) -> None: ...
+
+    def lma(self, plan: int, ids: Any, memory: Any, dim: int, block_size: int, keys: Any, signatures: Any,
+            keys_per_block: int, out: Any, stream: int) -> None: ...
 
     def vocab(self, ids: Any, keys: Any, offsets: Any, out: Any, stream: int) -> None: ...
 
@@ -127,100 +109,51 @@ class _CtypesOps:
     """RawOps through ctypes on librobe_launchers.so (C ABI of kernels/cuda/c_api.h)."""
 
     def __init__(self, library: Path) -> None:
-        self._lib = ctypes.CDLL(str(library))
-        self._lib.robe_cuda_last_error.restype = ctypes.c_char_p
+        lib = ctypes.CDLL(str(library))
+        lib.robe_cuda_last_error.restype = ctypes.c_char_p
+        ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+        lib.robe_cuda_plan_create.argtypes = [ptr, ptr, ptr, i64, ptr, ptr, i64, ptr, i64,
+                                              ctypes.POINTER(ptr)]
+        lib.robe_cuda_plan_destroy.argtypes = [ptr]
+        lib.robe_cuda_robe_embedding.argtypes = [ptr, ptr, i64, ptr, i64, i64, i64, ptr, ptr]
+        lib.robe_cuda_lma_embedding.argtypes = [ptr, ptr, i64, ptr, i64, i64, i64, ptr, ptr, i64, i64, ptr,
+                                                ptr]
+        lib.robe_cuda_vocab_lookup.argtypes = [ptr, i64, i64, ptr, i64, ptr, ptr, ptr]
+        self._lib = lib
 
-    def _call(self, name: str, *args: Any) -> None:
-        converted = [
-            ctypes.c_void_p(a.data_ptr()) if hasattr(a, "data_ptr") else ctypes.c_int64(a) for a in args
-        ]
-        converted[-1] = ctypes.c_void_p(args[-1])  # the stream
-        status = getattr(self._lib, name)(*converted)
+    def _check(self, status: int) -> None:
         if status != 0:
             message = self._lib.robe_cuda_last_error().decode()
             raise (ValueError if status == 1 else RuntimeError)(message)
 
-    def robe(
-        self,
-        ids: Any,
-        memory: Any,
-        a1: Any,
-        a2: Any,
-        b: Any,
-        c: Any,
-        dim: int,
-        block_size: int,
-        out: Any,
-        stream: int,
-    ) -> None:
-        self._call(
-            "robe_cuda_robe_embedding",
-            ids,
-            ids.shape[0],
-            ids.shape[1],
-            a1,
-            a2,
-            b,
-            c,
-            memory,
-            memory.numel(),
-            dim,
-            block_size,
-            out,
-            stream,
-        )
+    def plan_create(self, a1: Any, a2: Any, c: Any, g1: Any, g2: Any, offsets: Any, num_keys: int) -> int:
+        handle = ctypes.c_void_p()
+        self._check(self._lib.robe_cuda_plan_create(
+            a1.data_ptr(), a2.data_ptr(), c.data_ptr(), a1.numel(), g1.data_ptr(), g2.data_ptr(), g1.numel(),
+            None if offsets is None else offsets.data_ptr(), num_keys, ctypes.byref(handle)))
+        return int(handle.value or 0)
 
-    def lma(
-        self,
-        ids: Any,
-        memory: Any,
-        keys: Any,
-        offsets: Any,
-        signatures: Any,
-        a1: Any,
-        a2: Any,
-        b: Any,
-        c: Any,
-        dim: int,
-        block_size: int,
-        keys_per_block: int,
-        out: Any,
-        stream: int,
-    ) -> None:
-        self._call(
-            "robe_cuda_lma_embedding",
-            ids,
-            ids.shape[0],
-            ids.shape[1],
-            a1,
-            a2,
-            b,
-            c,
-            memory,
-            memory.numel(),
-            dim,
-            block_size,
-            keys,
-            signatures,
-            keys.numel(),
-            offsets,
-            keys_per_block,
-            out,
-            stream,
-        )
+    def plan_destroy(self, plan: int) -> None:
+        self._lib.robe_cuda_plan_destroy(plan)
+
+    def robe(self, plan: int, ids: Any, memory: Any, dim: int, block_size: int, out: Any,
+             stream: int) -> None:
+        self._check(self._lib.robe_cuda_robe_embedding(plan, ids.data_ptr(), ids.shape[0], memory.data_ptr(),
+                                                       memory.numel(), dim, block_size, out.data_ptr(),
+                                                       stream))
+
+    def lma(self, plan: int, ids: Any, memory: Any, dim: int, block_size: int, keys: Any, signatures: Any,
+            keys_per_block: int, out: Any, stream: int) -> None:
+        self._check(self._lib.robe_cuda_lma_embedding(
+            plan, ids.data_ptr(), ids.shape[0], memory.data_ptr(), memory.numel(), dim, block_size,
+            keys.data_ptr(), signatures.data_ptr(), signatures.shape[1], keys_per_block, out.data_ptr(),
+            stream))
 
     def vocab(self, ids: Any, keys: Any, offsets: Any, out: Any, stream: int) -> None:
-        self._call(
-            "robe_cuda_vocab_lookup",
-            ids,
-            ids.shape[0],
-            ids.shape[1],
-            keys,
-            keys.numel(),
-            offsets,
-            out,
-            stream,
-        )
+        self._check(self._lib.robe_cuda_vocab_lookup(ids.data_ptr(), ids.shape[0], ids.shape[1],
+                                                     keys.data_ptr(),
+                                                     keys.numel(), offsets.data_ptr(), out.data_ptr(),
+                                                     stream))
 
 
 def _extension(library: Path) -> RawOps:
@@ -280,6 +213,104 @@ def _host_int64(values: npt.ArrayLike | Any, name: str, length: int) -> Any:
     return tensor.contiguous()
 
 
+def _check_tensor(tensor: Any, name: str, dtype: Any, ndim: int, device: Any = None) -> None:
+    if not tensor.is_cuda or tensor.dtype != dtype or tensor.dim() != ndim or not tensor.is_contiguous():
+        raise ValueError(
+            f"{name} must be a contiguous CUDA {dtype} tensor of rank {ndim}, got "
+            f"{tensor.dtype} {tuple(tensor.shape)} on {tensor.device}"
+        )
+    if device is not None and tensor.device != device:
+        raise ValueError(f"{name} is on {tensor.device}, ids on {device}")
+
+
+def _output(out: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
+    import torch
+
+    if out is None:
+        return torch.empty(shape, dtype=dtype, device=device)
+    _check_tensor(out, "out", dtype, len(shape), device)
+    if tuple(out.shape) != shape:
+        raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
+    return out
+
+
+class RobePlan:
+    """ROBE-Z launches of one embedding: coefficients validated and the native plan made once.
+
+    Args:
+        raw: the launchers (``CudaOps.raw``).
+        params: hash version 2 parameters with ``dim // block_size`` blocks.
+        dim: embedding_dim d.
+        block_size: Z.
+        offsets: LMA only: int64 [F + 1], checked once and kept in the plan.
+        num_keys: LMA only: the number of keys the offsets end at.
+    """
+
+    def __init__(self, raw: RawOps, params: HashParams, dim: int, block_size: int, offsets: Any = None,
+                 num_keys: int = 0) -> None:
+        if dim < 1 or block_size < 1 or dim % block_size or params.num_blocks != dim // block_size:
+            raise ValueError(f"block_size {block_size} must divide dim {dim} into the {params.num_blocks} "
+                             "blocks "
+                             "of the hash parameters")
+        if params.num_features > MAX_FEATURES or params.num_blocks > MAX_BLOCKS:
+            raise ValueError(f"at most {MAX_FEATURES} features and {MAX_BLOCKS} blocks, got "
+                             f"{params.num_features} and {params.num_blocks}")
+        self.raw, self.params, self.dim, self.block_size = raw, params, dim, block_size
+        self.num_features = params.num_features
+        a1, a2, c, g1, g2 = (_host_int64(getattr(params, k), k, len(getattr(params, k)))
+                             for k in ("a1", "a2", "c", "g1", "g2"))
+        host_offsets = None if offsets is None else _host_int64(offsets, "offsets", self.num_features + 1)
+        self.handle = raw.plan_create(a1, a2, c, g1, g2, host_offsets, num_keys)
+
+    def __del__(self) -> None:
+        handle = getattr(self, "handle", 0)
+        if handle:
+            self.raw.plan_destroy(handle)
+
+    def _prepare(self, ids: Any, memory: Any, out: Any) -> tuple[Any, int]:
+        import torch
+
+        _check_tensor(ids, "ids", torch.int64, 2)
+        if ids.shape[1] != self.num_features:
+            raise ValueError(f"ids have {ids.shape[1]} features, the plan {self.num_features}")
+        _check_tensor(memory, "memory", torch.float32, 1, ids.device)
+        if memory.numel() < self.block_size:
+            raise ValueError(f"M holds {memory.numel()} floats, fewer than one block of {self.block_size}")
+        out = _output(out, (ids.shape[0], ids.shape[1], self.dim), torch.float32, ids.device)
+        return out, torch.cuda.current_stream(ids.device).cuda_stream
+
+    def __call__(self, ids: Any, memory: Any, out: Any = None) -> Any:
+        """RobeEmbedding: float32 [B, F, dim]."""
+        out, stream = self._prepare(ids, memory, out)
+        self.raw.robe(self.handle, ids, memory, self.dim, self.block_size, out, stream)
+        return out
+
+
+class LmaPlan(RobePlan):
+    """LMA launches of one embedding: its keys, offsets and uint8 signatures [K, S] fixed at creation."""
+
+    def __init__(self, raw: RawOps, params: HashParams, dim: int, block_size: int, keys: Any, offsets: Any,
+                 signatures: Any, keys_per_block: int) -> None:
+        import torch
+
+        _check_tensor(keys, "keys", torch.int64, 1)
+        _check_tensor(signatures, "signatures", torch.uint8, 2, keys.device)
+        if signatures.shape[0] != keys.numel():
+            raise ValueError(f"signatures must be [{keys.numel()}, S], got {tuple(signatures.shape)}")
+        check_lma_shape(signatures.shape[1], keys_per_block)
+        super().__init__(raw, params, dim, block_size, offsets, keys.numel())
+        self.keys, self.signatures, self.keys_per_block = keys, signatures, keys_per_block
+
+    def __call__(self, ids: Any, memory: Any, out: Any = None) -> Any:
+        """LmaEmbedding: float32 [B, F, dim]."""
+        out, stream = self._prepare(ids, memory, out)
+        if ids.device != self.keys.device:
+            raise ValueError(f"ids are on {ids.device}, the plan's tables on {self.keys.device}")
+        self.raw.lma(self.handle, ids, memory, self.dim, self.block_size, self.keys, self.signatures,
+                     self.keys_per_block, out, stream)
+        return out
+
+
 class CudaOps:
     """Forward ops over the CUDA launchers (see the module docstring).
 
@@ -292,111 +323,44 @@ class CudaOps:
         self.raw = raw
         self.backend = backend
 
-    @staticmethod
-    def _check(tensor: Any, name: str, dtype: Any, ndim: int, device: Any = None) -> None:
-        if not tensor.is_cuda or tensor.dtype != dtype or tensor.dim() != ndim or not tensor.is_contiguous():
-            raise ValueError(
-                f"{name} must be a contiguous CUDA {dtype} tensor of rank {ndim}, got "
-                f"{tensor.dtype} {tuple(tensor.shape)} on {tensor.device}"
-            )
-        if device is not None and tensor.device != device:
-            raise ValueError(f"{name} is on {tensor.device}, ids on {device}")
+    def robe_plan(self, params: HashParams, dim: int, block_size: int) -> RobePlan:
+        """A reusable RobeEmbedding launcher for one embedding."""
+        return RobePlan(self.raw, params, dim, block_size)
 
-    def _output(self, out: Any, shape: tuple[int, ...], dtype: Any, device: Any) -> Any:
+    def lma_plan(self, params: HashParams, dim: int, block_size: int, keys: Any, offsets: Any,
+                 signatures: Any,
+                 keys_per_block: int = DEFAULT_KEYS_PER_BLOCK) -> LmaPlan:
+        """A reusable LmaEmbedding launcher for one embedding (tables on the GPU, offsets anywhere)."""
+        return LmaPlan(self.raw, params, dim, block_size, keys, offsets, signatures, keys_per_block)
+
+    def robe_forward(self, ids: Any, memory: Any, params: HashParams, dim: int, block_size: int,
+                     out: Any = None) -> Any:
+        """RobeEmbedding once: float32 [B, F, dim] (make a ``robe_plan`` to launch many times)."""
         import torch
 
-        if out is None:
-            return torch.empty(shape, dtype=dtype, device=device)
-        self._check(out, "out", dtype, len(shape), device)
-        if tuple(out.shape) != shape:
-            raise ValueError(f"out must have shape {shape}, got {tuple(out.shape)}")
-        return out
+        _check_tensor(ids, "ids", torch.int64, 2)  # before any native call
+        return self.robe_plan(params, dim, block_size)(ids, memory, out)
 
-    def _hash(self, ids: Any, params: HashParams) -> list[Any]:
+    def lma_forward(self, ids: Any, memory: Any, keys: Any, offsets: Any, signatures: Any, params: HashParams,
+                    dim: int, block_size: int, keys_per_block: int = DEFAULT_KEYS_PER_BLOCK,
+                    out: Any = None) -> Any:
+        """LmaEmbedding once: float32 [B, F, dim] (make an ``lma_plan`` to launch many times)."""
         import torch
 
-        self._check(ids, "ids", torch.int64, 2)
-        if ids.shape[1] != params.num_features or params.num_features > MAX_FEATURES:
-            raise ValueError(
-                f"ids have {ids.shape[1]} features, params {params.num_features} (at most {MAX_FEATURES})"
-            )
-        return [_host_int64(getattr(params, k), k, params.num_features) for k in ("a1", "a2", "b", "c")]
-
-    @staticmethod
-    def _check_block(memory: Any, dim: int, block_size: int) -> None:
-        if dim < 1 or block_size < 1 or dim % block_size or memory.numel() < block_size:
-            raise ValueError(f"block_size {block_size} must divide dim {dim}, and M hold at least one block")
-
-    def robe_forward(
-        self, ids: Any, memory: Any, params: HashParams, dim: int, block_size: int, out: Any = None
-    ) -> Any:
-        """RobeEmbedding: float32 [B, F, dim]."""
-        import torch
-
-        hash_arrays = self._hash(ids, params)
-        self._check(memory, "memory", torch.float32, 1, ids.device)
-        self._check_block(memory, dim, block_size)
-        out = self._output(out, (ids.shape[0], ids.shape[1], dim), torch.float32, ids.device)
-        stream = torch.cuda.current_stream(ids.device).cuda_stream
-        a1, a2, b, c = hash_arrays
-        self.raw.robe(ids, memory, a1, a2, b, c, dim, block_size, out, stream)
-        return out
-
-    def lma_forward(
-        self,
-        ids: Any,
-        memory: Any,
-        keys: Any,
-        offsets: Any,
-        signatures: Any,
-        params: HashParams,
-        dim: int,
-        block_size: int,
-        keys_per_block: int = 8,
-        out: Any = None,
-    ) -> Any:
-        """LmaEmbedding: float32 [B, F, dim]."""
-        import torch
-
-        hash_arrays = self._hash(ids, params)
-        self._check(memory, "memory", torch.float32, 1, ids.device)
-        self._check(keys, "keys", torch.int64, 1, ids.device)
-        self._check(signatures, "signatures", torch.int64, 1, ids.device)
-        self._check_block(memory, dim, block_size)
-        if signatures.numel() != keys.numel() or not 1 <= keys_per_block <= 15:
-            raise ValueError("signatures must match keys, and keys_per_block be in [1, 15]")
-        host_offsets = _host_int64(offsets, "offsets", params.num_features + 1)
-        out = self._output(out, (ids.shape[0], ids.shape[1], dim), torch.float32, ids.device)
-        stream = torch.cuda.current_stream(ids.device).cuda_stream
-        a1, a2, b, c = hash_arrays
-        self.raw.lma(
-            ids,
-            memory,
-            keys,
-            host_offsets,
-            signatures,
-            a1,
-            a2,
-            b,
-            c,
-            dim,
-            block_size,
-            keys_per_block,
-            out,
-            stream,
-        )
-        return out
+        _check_tensor(ids, "ids", torch.int64, 2)  # before any native call
+        return self.lma_plan(params, dim, block_size, keys, offsets, signatures, keys_per_block)(ids,
+                                                                                                 memory, out)
 
     def vocab_forward(self, ids: Any, keys: Any, offsets: Any, out: Any = None) -> Any:
         """VocabLookup: int64 [B, F] rows of the concatenated K + F row table."""
         import torch
 
-        self._check(ids, "ids", torch.int64, 2)
-        self._check(keys, "keys", torch.int64, 1, ids.device)
+        _check_tensor(ids, "ids", torch.int64, 2)
+        _check_tensor(keys, "keys", torch.int64, 1, ids.device)
         if not 1 <= ids.shape[1] <= MAX_FEATURES:
             raise ValueError(f"ids must have 1 to {MAX_FEATURES} features, got {ids.shape[1]}")
         host_offsets = _host_int64(offsets, "offsets", ids.shape[1] + 1)
-        out = self._output(out, (ids.shape[0], ids.shape[1]), torch.int64, ids.device)
+        out = _output(out, (ids.shape[0], ids.shape[1]), torch.int64, ids.device)
         stream = torch.cuda.current_stream(ids.device).cuda_stream
         self.raw.vocab(ids, keys, host_offsets, out, stream)
         return out

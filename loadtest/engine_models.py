@@ -29,6 +29,7 @@ import onnx
 import torch
 from onnx import ModelProto, helper
 
+from kernels import reference as ref
 from loadtest.shapes import NUM_DENSE, Shape
 from training.dlrm import budget as sizing
 from training.dlrm.embeddings import (
@@ -44,12 +45,13 @@ from training.dlrm.embeddings import (
     Signatures,
 )
 from training.dlrm.model import DLRM, DLRMConfig
+from training.dlrm.signatures import token_bytes
 
 logger = logging.getLogger(__name__)
 
 MODEL_FILE, STAGE_FILE, INT8_FILE = "model.onnx", "embedding.onnx", "model.int8.onnx"
 STAMP_FILE = "bench.json"
-SIGNATURE_FRACTION = 0.5  # LMA's share of the budget spent on signature tables
+SIGNATURE_FRACTION = 0.25  # LMA's share of the budget spent on keys and signatures (the trainer's default)
 
 
 class Method(StrEnum):
@@ -96,7 +98,7 @@ def vocabulary(shape: Shape) -> tuple[np.ndarray, np.ndarray]:
 def build_embedding(method: Method, shape: Shape, seed: int = 0) -> CompressedEmbedding:
     """The embedding of ``method`` for ``shape`` with random weights."""
     num_features, dim, block = shape.num_features, shape.embedding_dim, shape.block_size
-    fixed = sizing.hash_param_bytes(num_features)
+    fixed = sizing.hash_param_bytes(num_features, dim // block)
     if method is Method.FULL:
         keys, offsets = vocabulary(shape)
         return FullEmbedding(FullConfig(num_features, dim), keys, offsets)
@@ -107,7 +109,7 @@ def build_embedding(method: Method, shape: Shape, seed: int = 0) -> CompressedEm
     if method is Method.ROBE:
         return RobeEmbedding(RobeConfig(num_features, dim, memory_size=shape.robe_floats, block_size=block,
                                         seed=seed))
-    signature_count = int(SIGNATURE_FRACTION * shape.robe_bytes) // (2 * sizing.INT64_BYTES)
+    signature_count = int(SIGNATURE_FRACTION * shape.robe_bytes) // token_bytes(ref.DEFAULT_NUM_MINHASHES)
     signatures = _signatures(shape, signature_count, seed)
     memory = (shape.robe_bytes - signatures.num_bytes - fixed) // sizing.FLOAT_BYTES
     config = LmaConfig(num_features, dim, memory_size=memory, block_size=block, seed=seed)
@@ -120,7 +122,8 @@ def _signatures(shape: Shape, count: int, seed: int) -> Signatures:
     keys = np.concatenate([np.arange(1, n + 1, dtype=np.int64) for n in per_feature])
     offsets = np.concatenate([[0], np.cumsum(per_feature)]).astype(np.int64)
     rng = np.random.default_rng(seed)
-    return Signatures(keys, offsets, rng.integers(0, 1 << 62, size=len(keys), dtype=np.int64))
+    signatures = rng.integers(0, 256, size=(len(keys), ref.DEFAULT_NUM_MINHASHES)).astype(ref.SIGNATURE_DTYPE)
+    return Signatures(keys, offsets, signatures)
 
 
 def build_model(method: Method, shape: Shape, seed: int = 0) -> DLRM:

@@ -105,7 +105,7 @@ def robe_model(params: HashParams, dim: int, block_size: int) -> bytes:
         domain="ai.robe",
         embedding_dim=dim,
         block_size=block_size,
-        **{k: getattr(params, k).tolist() for k in ("a1", "a2", "b", "c")},
+        **{k: getattr(params, k).tolist() for k in ("a1", "a2", "c", "g1", "g2")},
     )
     graph = helper.make_graph(
         [node],
@@ -164,11 +164,11 @@ def robe_variants(config: OpsBenchConfig, rng: np.random.Generator, library: Pat
     """robe_op and standard_ops for every (d, Z), after checking the two agree bit for bit."""
     features = len(KAGGLE_ROWS)
     ids = rng.integers(0, 1 << 62, size=(config.batch, features), dtype=np.int64)
-    params = HashParams.from_seed(features, config.seed)
     variants = []
     for dim in config.dims:
         memory = rng.standard_normal(SMALL_M if dim == FULL_DIM else LARGE_M, dtype=np.float32)
         for block_size in dict.fromkeys((dim, 4)):
+            params = HashParams.from_seed(features, dim // block_size, config.seed)
             model = robe_model(params, dim, block_size)
             with_library = _options(config.threads)
             with_library.register_custom_ops_library(str(library))

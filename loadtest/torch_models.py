@@ -90,20 +90,21 @@ class RobeArray(nn.Module):
 
 
 def kernel_lookup(ops: CudaOps, params: ref.HashParams, dim: int, block_size: int) -> RobeLookup:
-    """ROBE-Z through the project's CUDA kernel (``kernels.torch_ext``)."""
+    """ROBE-Z through the project's CUDA kernel (``kernels.torch_ext``), its launch plan made once."""
+    plan = ops.robe_plan(params, dim, block_size)
 
     def lookup(ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        return ops.robe_forward(ids, memory, params, dim, block_size)
+        return plan(ids, memory)
 
     return lookup
 
 
 def torch_lookup(params: ref.HashParams, dim: int, block_size: int, device: torch.device) -> RobeLookup:
     """ROBE-Z in PyTorch ops, bit-exact with ``kernels.reference.robe_lookup`` (ids are trusted valid)."""
-    coefficients = hashing.coefficients_tensor(params).to(device)
+    features, blocks = (t.to(device) for t in hashing.coefficient_tensors(params))
 
     def lookup(ids: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        hashes = hashing.hash_blocks(ids, dim // block_size, coefficients)  # (B, F, d/Z)
+        hashes = hashing.hash_blocks(ids, features, blocks)  # (B, F, d/Z)
         starts = hashing.block_starts(hashes, memory.numel(), block_size)
         idx = hashing.expand_blocks(starts, block_size)  # (B, F, d)
         return memory.index_select(0, idx.reshape(-1)).view(idx.shape)
@@ -119,8 +120,8 @@ def build_model(variant: Variant, shape: Shape, device: torch.device, ops: CudaO
     """
     torch.manual_seed(seed)
     config = DLRMConfig.preset(shape.name.value, num_dense=NUM_DENSE, num_features=shape.num_features)
-    params = ref.HashParams.from_seed(shape.num_features, seed)
     dim, block_size = shape.embedding_dim, shape.block_size
+    params = ref.HashParams.from_seed(shape.num_features, dim // block_size, seed)
     embedding: nn.Module
     if variant is Variant.FULL:
         embedding = FullTables(shape.rows, dim, device)

@@ -15,6 +15,7 @@ import numpy as np
 import onnxruntime as ort
 
 import kernels
+from kernels.op_version import OpVersionError, check_model_op_version
 from service.repository import (
     MODEL_FILE,
     ManifestError,
@@ -134,6 +135,10 @@ def read_verified_manifest(version_dir: Path) -> ModelManifest:
             f"sha256 mismatch: model.json says {manifest.onnx_sha256[:12]}..., "
             f"model.onnx is {actual_sha[:12]}..."
         )
+    try:
+        check_model_op_version(version_dir / MODEL_FILE)  # ai.robe version 2 (hash version 2) only
+    except (OpVersionError, OSError) as exc:
+        raise LoadError(str(exc)) from None
     return manifest
 
 

@@ -1,9 +1,9 @@
-// The hash contract of kernels/reference.py (DESIGN.md section 3) for C++ and CUDA, in one place.
+// The hash contract of kernels/reference.py (DESIGN.md section 3, hash version 2) for C++ and CUDA.
 //
-// Every function here is bit-identical to its NumPy counterpart. Products stay below 2^63: a1 * lo and
-// a2 * hi are below 2^62 because every coefficient and both halves of a valid id are below 2^31.
-// This header includes nothing from ONNX Runtime or CUDA so CPU kernels, CUDA kernels and the standalone
-// launchers share it.
+// Every function here is bit-identical to its NumPy counterpart. Products stay below 2^63: a1 * lo,
+// a2 * hi and g1 * u are below 2^62 because every coefficient, both halves of a valid id and every key u
+// are below 2^31. This header includes nothing from ONNX Runtime or CUDA so CPU kernels, CUDA kernels and
+// the standalone launchers share it.
 #pragma once
 
 #include <cstdint>
@@ -16,18 +16,21 @@
 
 namespace robe {
 
+constexpr int64_t kHashVersion = 2;  // the ai.robe op version that implements it
 constexpr uint64_t kPrime = (uint64_t{1} << 31) - 1;
 constexpr int64_t kIdLimit = int64_t{1} << 62;
 constexpr int kLoBits = 31;
-constexpr int kSignatureKeys = 16;
-constexpr int kSignatureKeyBits = 4;
-constexpr int64_t kDefaultKeysPerBlock = 8;
-constexpr uint64_t kSelectFirstMul = 48271, kSelectFirstAdd = 11;
-constexpr uint64_t kSelectStepMul = 16807, kSelectStepAdd = 7;
+constexpr int kCodeShift = 8;              // one uint8 minhash per 8 bits of a block code
+constexpr int64_t kMaxKeysPerBlock = 6;    // codes < 2^48
+constexpr int64_t kMaxMinhashes = 255;
+constexpr int64_t kDefaultKeysPerBlock = 2;
 
-// Per-feature hash coefficients, each in [1, P-1].
+// Per-feature coefficients A1, A2, C and per-block G1, G2, each in [1, P-1].
 struct FeatureHash {
-  uint64_t a1, a2, b, c;
+  uint64_t a1, a2, c;
+};
+struct BlockHash {
+  uint64_t g1, g2;
 };
 
 ROBE_HD bool IsValidId(int64_t v) { return v >= 0 && v < kIdLimit; }
@@ -39,14 +42,19 @@ ROBE_HD uint64_t ModPrime(uint64_t x) {
   return x >= kPrime ? x - kPrime : x;
 }
 
-// h(f, c, v) for a valid id v (0 <= v < 2^62) and a block index c below 2^31.
-ROBE_HD uint64_t Hash(const FeatureHash& p, uint64_t block, uint64_t v) {
+// u(f, v) for a valid id v (0 <= v < 2^62).
+ROBE_HD uint64_t Key(const FeatureHash& p, uint64_t v) {
   // Both factors of each product are below 2^31: a 32 x 32 -> 64-bit multiply (one instruction on GPUs).
   const uint32_t lo = static_cast<uint32_t>(v & kPrime);  // kPrime is also the 31-bit mask
   const uint32_t hi = static_cast<uint32_t>(v >> kLoBits);
   const uint64_t a1_lo = static_cast<uint64_t>(static_cast<uint32_t>(p.a1)) * lo;
   const uint64_t a2_hi = static_cast<uint64_t>(static_cast<uint32_t>(p.a2)) * hi;
-  return ModPrime(ModPrime(a1_lo) + ModPrime(a2_hi) + p.b * block + p.c);
+  return ModPrime(ModPrime(a1_lo) + ModPrime(a2_hi) + p.c);
+}
+
+// h(f, c, v) = (G1[c] u(f, v) + G2[c]) mod P, from the key u = Key(feature f, v).
+ROBE_HD uint64_t Hash(const BlockHash& g, uint64_t key) {
+  return ModPrime(static_cast<uint64_t>(static_cast<uint32_t>(g.g1)) * static_cast<uint32_t>(key) + g.g2);
 }
 
 // h mod range for h < P: range = m - Z + 1 >= 1. 32-bit division is enough because h < 2^31.
@@ -54,26 +62,15 @@ ROBE_HD uint64_t BlockStart(uint64_t h, uint64_t range) {
   return range > h ? h : static_cast<uint32_t>(h) % static_cast<uint32_t>(range);
 }
 
-// LMA code of block c: k signature keys chosen by sel(c, t), key t of the code in bits 4t .. 4t+3.
-ROBE_HD uint64_t LmaCode(uint64_t signature, uint64_t block, int keys_per_block) {
-  const uint64_t first = ModPrime(kSelectFirstMul * block + kSelectFirstAdd) % kSignatureKeys;
-  const uint64_t step = 2 * (ModPrime(kSelectStepMul * block + kSelectStepAdd) % 8) + 1;
+// LMA code of block c: sum_t signature[(c k + t) mod S] << 8t over t < k (signature: S uint8 minhashes).
+ROBE_HD uint64_t LmaCode(const uint8_t* signature, uint64_t block, int64_t keys_per_block, int64_t minhashes) {
   uint64_t code = 0;
-  for (int t = 0; t < keys_per_block; ++t) {
-    const uint64_t sel = (first + static_cast<uint64_t>(t) * step) % kSignatureKeys;
-    const uint64_t key = (signature >> (kSignatureKeyBits * sel)) & 15;
-    code |= key << (kSignatureKeyBits * t);
+  uint64_t s = (block * static_cast<uint64_t>(keys_per_block)) % static_cast<uint64_t>(minhashes);
+  for (int64_t t = 0; t < keys_per_block; ++t) {
+    code |= static_cast<uint64_t>(signature[s]) << (kCodeShift * t);
+    s = s + 1 == static_cast<uint64_t>(minhashes) ? 0 : s + 1;
   }
   return code;
-}
-
-// Signature of a value without a learned one: key t = h(f, t, v) mod 16.
-ROBE_HD uint64_t UnknownSignature(const FeatureHash& p, uint64_t v) {
-  uint64_t signature = 0;
-  for (int t = 0; t < kSignatureKeys; ++t) {
-    signature |= (Hash(p, static_cast<uint64_t>(t), v) % kSignatureKeys) << (kSignatureKeyBits * t);
-  }
-  return signature;
 }
 
 // First position in keys[lo, hi) whose key is >= v (hi when none): reads only keys[lo, hi).
@@ -97,14 +94,6 @@ ROBE_HD int64_t VocabRow(const int64_t* keys, int64_t lo, int64_t hi, int64_t fe
   const bool found = pos < hi && keys[pos] == v;
   *position = found ? pos : -1;
   return (found ? pos : hi) + feature;
-}
-
-// Signature of v in feature f: the learned one when v is a key of f, else UnknownSignature.
-ROBE_HD uint64_t LmaSignature(const FeatureHash& p, const int64_t* keys, const int64_t* signatures,
-                              int64_t lo, int64_t hi, int64_t v) {
-  int64_t position = -1;
-  VocabRow(keys, lo, hi, 0, v, &position);
-  return position >= 0 ? static_cast<uint64_t>(signatures[position]) : UnknownSignature(p, static_cast<uint64_t>(v));
 }
 
 }  // namespace robe

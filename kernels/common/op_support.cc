@@ -30,29 +30,47 @@ int64_t OptionalInt(const Ort::ConstKernelInfo& info, const char* name, int64_t 
   }
 }
 
-std::vector<FeatureHash> ReadHash(const Ort::ConstKernelInfo& info, const char* op) {
-  const char* names[4] = {"a1", "a2", "b", "c"};
-  std::vector<int64_t> arrays[4];
-  for (int i = 0; i < 4; ++i) {
-    arrays[i] = RequiredInts(info, names[i], op);
-    if (arrays[i].size() != arrays[0].size()) {
-      Fail(op, std::string("attribute '") + names[i] + "' has " + std::to_string(arrays[i].size()) +
-                   " values but 'a1' has " + std::to_string(arrays[0].size()));
-    }
-    for (int64_t value : arrays[i]) {
-      if (value < 1 || static_cast<uint64_t>(value) >= kPrime) {
-        Fail(op, std::string("attribute '") + names[i] + "' holds " + std::to_string(value) +
-                     ", outside [1, 2^31 - 2]");
-      }
+bool HasInts(const Ort::ConstKernelInfo& info, const char* name) {
+  try {
+    info.GetAttributes<int64_t>(name);
+    return true;
+  } catch (const Ort::Exception&) {
+    return false;
+  }
+}
+
+std::vector<int64_t> Coefficients(const Ort::ConstKernelInfo& info, const char* name, size_t length,
+                                  const char* what, const char* op) {
+  std::vector<int64_t> values = RequiredInts(info, name, op);
+  if (values.size() != length) {
+    Fail(op, std::string("attribute '") + name + "' has " + std::to_string(values.size()) + " values, expected " +
+                 std::to_string(length) + " (" + what + ")");
+  }
+  for (int64_t value : values) {
+    if (value < 1 || static_cast<uint64_t>(value) >= kPrime) {
+      Fail(op, std::string("attribute '") + name + "' holds " + std::to_string(value) + ", outside [1, 2^31 - 2]");
     }
   }
-  if (arrays[0].empty()) Fail(op, "attributes a1, a2, b, c must hold one value per feature, got none");
-  std::vector<FeatureHash> hash(arrays[0].size());
-  for (size_t f = 0; f < hash.size(); ++f) {
-    hash[f] = {static_cast<uint64_t>(arrays[0][f]), static_cast<uint64_t>(arrays[1][f]),
-               static_cast<uint64_t>(arrays[2][f]), static_cast<uint64_t>(arrays[3][f])};
+  return values;
+}
+
+void ReadHash(const Ort::ConstKernelInfo& info, const char* op, EmbeddingAttributes* attrs) {
+  if (HasInts(info, "b")) {
+    Fail(op, "the node carries hash version 1 coefficients (attribute 'b'); this library implements ai.robe "
+             "version 2 (hash version 2): export the model again");
   }
-  return hash;
+  const size_t features = RequiredInts(info, "a1", op).size();
+  if (features == 0) Fail(op, "attributes a1, a2, c must hold one value per feature, got none");
+  const std::vector<int64_t> a1 = Coefficients(info, "a1", features, "one per feature", op);
+  const std::vector<int64_t> a2 = Coefficients(info, "a2", features, "one per feature, as a1", op);
+  const std::vector<int64_t> c = Coefficients(info, "c", features, "one per feature, as a1", op);
+  const size_t blocks = static_cast<size_t>(attrs->NumBlocks());
+  const std::vector<int64_t> g1 = Coefficients(info, "g1", blocks, "one per block, embedding_dim / block_size", op);
+  const std::vector<int64_t> g2 = Coefficients(info, "g2", blocks, "one per block, embedding_dim / block_size", op);
+  for (size_t f = 0; f < features; ++f) {
+    attrs->hash.push_back({static_cast<uint64_t>(a1[f]), static_cast<uint64_t>(a2[f]), static_cast<uint64_t>(c[f])});
+  }
+  for (size_t b = 0; b < blocks; ++b) attrs->blocks.push_back({static_cast<uint64_t>(g1[b]), static_cast<uint64_t>(g2[b])});
 }
 
 std::string ShapeText(const std::vector<int64_t>& shape) {
@@ -77,12 +95,13 @@ EmbeddingAttributes ReadEmbeddingAttributes(const OrtKernelInfo* raw_info, const
                  std::to_string(attrs.dim));
   }
   if (attrs.dim >= (int64_t{1} << 31)) Fail(op, "embedding_dim must be below 2^31");
-  attrs.hash = ReadHash(info, op);
+  ReadHash(info, op, &attrs);
   if (lma) {
-    // With 16 keys a block code reaches 2^64 and is no valid id; 15 keep it below 2^60.
+    // k minhashes of 8 bits make a code below 2^(8k): k <= 6 keeps it below 2^48.
     attrs.keys_per_block = OptionalInt(info, "keys_per_block", kDefaultKeysPerBlock);
-    if (attrs.keys_per_block < 1 || attrs.keys_per_block > kSignatureKeys - 1) {
-      Fail(op, "keys_per_block must be in [1, 15], got " + std::to_string(attrs.keys_per_block));
+    if (attrs.keys_per_block < 1 || attrs.keys_per_block > kMaxKeysPerBlock) {
+      Fail(op, "keys_per_block must be in [1, " + std::to_string(kMaxKeysPerBlock) + "], got " +
+                   std::to_string(attrs.keys_per_block));
     }
   }
   return attrs;
@@ -135,10 +154,19 @@ LmaInputs CheckLmaInputs(const Ort::KernelContext& ctx, const EmbeddingAttribute
   const Ort::ConstValue offsets = ctx.GetInput(3);
   const Ort::ConstValue signatures = ctx.GetInput(4);
   const int64_t num_keys = CheckVector(keys, "keys", op);
-  if (CheckVector(signatures, "signatures", op) != num_keys) Fail(op, "signatures must match keys in length");
+  const std::vector<int64_t> shape = signatures.GetTensorTypeAndShapeInfo().GetShape();
+  if (shape.size() != 2 || shape[0] != num_keys) {
+    Fail(op, "signatures must be uint8 [" + std::to_string(num_keys) + ", S] (one row per key), got " +
+                 ShapeText(shape));
+  }
+  if (shape[1] < attrs.keys_per_block || shape[1] > kMaxMinhashes) {
+    Fail(op, "signatures hold " + std::to_string(shape[1]) + " minhashes per token; keys_per_block " +
+                 std::to_string(attrs.keys_per_block) + " needs between k and " + std::to_string(kMaxMinhashes));
+  }
   const int64_t* offset_data = offsets.GetTensorData<int64_t>();
   CheckOffsets(offset_data, CheckVector(offsets, "offsets", op), attrs.NumFeatures(), num_keys, op);
-  return {embedding, keys.GetTensorData<int64_t>(), offset_data, signatures.GetTensorData<int64_t>(), num_keys};
+  return {embedding, keys.GetTensorData<int64_t>(), offset_data, signatures.GetTensorData<uint8_t>(), num_keys,
+          shape[1]};
 }
 
 VocabInputs CheckVocabInputs(const Ort::KernelContext& ctx, const char* op) {

@@ -51,7 +51,8 @@ struct EmbeddingAttributes {
   int64_t dim = 0;
   int64_t block_size = 0;
   int64_t keys_per_block = kDefaultKeysPerBlock;
-  std::vector<FeatureHash> hash;  // one entry per feature
+  std::vector<FeatureHash> hash;  // one entry per feature: a1, a2, c
+  std::vector<BlockHash> blocks;  // one entry per block (d / Z): g1, g2
 
   int64_t NumFeatures() const { return static_cast<int64_t>(hash.size()); }
   int64_t NumBlocks() const { return dim / block_size; }
@@ -79,8 +80,9 @@ struct LmaInputs {
   EmbeddingInputs embedding;
   const int64_t* keys;  // [num_keys], sorted within each feature
   const int64_t* offsets;  // [F + 1], host memory
-  const int64_t* signatures;  // [num_keys]
+  const uint8_t* signatures;  // [num_keys, num_minhashes]
   int64_t num_keys;
+  int64_t num_minhashes;
 };
 struct VocabInputs {
   const int64_t* ids;  // [batch, num_features]

@@ -14,6 +14,7 @@ namespace {
 
 constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr ONNXTensorElementDataType kUint8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
 
 // Lookups per thread-pool task: large enough to amortise scheduling, small enough to balance threads.
 constexpr int64_t kLookupsPerTask = 1024;
@@ -59,8 +60,8 @@ struct RobeKernel : StatusKernel<RobeKernel> {
     const EmbeddingInputs in = CheckRobeInputs(ctx, attrs, kName);
     const int64_t num_features = attrs.NumFeatures();
     Ort::UnownedValue out = ctx.GetOutput(0, {in.batch, num_features, attrs.dim});  // (B, F, d)
-    const RobeTask task{in.ids, num_features, attrs.hash.data(), in.memory, in.memory_size, attrs.dim,
-                        attrs.block_size, out.GetTensorMutableData<float>()};
+    const RobeTask task{in.ids, num_features, attrs.hash.data(), attrs.blocks.data(), in.memory, in.memory_size,
+                        attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()};
     const int64_t invalid = ParallelLookups(
         ctx, in.batch * num_features, [&](int64_t begin, int64_t end) { return RobeLookups(task, begin, end); });
     if (invalid >= 0) FailInvalidId(kName, task.ids[invalid], invalid, num_features);
@@ -72,7 +73,7 @@ struct RobeKernel : StatusKernel<RobeKernel> {
 struct LmaKernel : StatusKernel<LmaKernel> {
   static constexpr const char* kName = "LmaEmbedding";
   static constexpr const char* kProvider = kCpuProvider;
-  static constexpr std::array<ONNXTensorElementDataType, 5> kInputTypes{kInt64, kFloat, kInt64, kInt64, kInt64};
+  static constexpr std::array<ONNXTensorElementDataType, 5> kInputTypes{kInt64, kFloat, kInt64, kInt64, kUint8};
   static constexpr ONNXTensorElementDataType kOutputType = kFloat;
   static OrtMemType InputMemoryType(size_t /*index*/) { return OrtMemTypeDefault; }
   static void InferShape(Ort::ShapeInferContext& ctx, OrtShapeInferContext* raw) {
@@ -87,9 +88,9 @@ struct LmaKernel : StatusKernel<LmaKernel> {
     const int64_t num_features = attrs.NumFeatures();
     const int64_t batch = in.embedding.batch;
     Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
-    const LmaTask task{{in.embedding.ids, num_features, attrs.hash.data(), in.embedding.memory,
+    const LmaTask task{{in.embedding.ids, num_features, attrs.hash.data(), attrs.blocks.data(), in.embedding.memory,
                         in.embedding.memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
-                       in.keys, in.offsets, in.signatures, static_cast<int>(attrs.keys_per_block)};
+                       in.keys, in.offsets, in.signatures, in.num_minhashes, attrs.keys_per_block};
     const int64_t invalid = ParallelLookups(
         ctx, batch * num_features, [&](int64_t begin, int64_t end) { return LmaLookups(task, begin, end); });
     if (invalid >= 0) FailInvalidId(kName, task.robe.ids[invalid], invalid, num_features);

@@ -67,34 +67,40 @@ int64_t DispatchWidth(const RobeTask& t, int64_t begin, int64_t end, StartsOf&& 
 
 }  // namespace
 
-int64_t RobeLookups(const RobeTask& t, int64_t begin, int64_t end) {
+bool RobeStarts(const RobeTask& t, int64_t n, int64_t f, uint32_t* starts) {
+  const int64_t v = t.ids[n];
+  if (!IsValidId(v)) return false;
   const int64_t blocks = t.dim / t.block_size;
   const uint64_t range = static_cast<uint64_t>(t.memory_size - t.block_size + 1);
-  return DispatchWidth(t, begin, end, [&](int64_t n, int64_t f, uint32_t* starts) {
-    const int64_t v = t.ids[n];
-    if (!IsValidId(v)) return false;
-    for (int64_t c = 0; c < blocks; ++c) {
-      starts[c] = static_cast<uint32_t>(BlockStart(Hash(t.hash[f], c, static_cast<uint64_t>(v)), range));
-    }
-    return true;
-  });
+  const uint64_t key = Key(t.hash[f], static_cast<uint64_t>(v));
+  for (int64_t c = 0; c < blocks; ++c) starts[c] = static_cast<uint32_t>(BlockStart(Hash(t.blocks[c], key), range));
+  return true;
+}
+
+bool LmaStarts(const LmaTask& task, int64_t n, int64_t f, uint32_t* starts) {
+  const RobeTask& t = task.robe;
+  const int64_t v = t.ids[n];
+  if (!IsValidId(v)) return false;
+  int64_t position = -1;
+  VocabRow(task.keys, task.offsets[f], task.offsets[f + 1], f, v, &position);
+  if (position < 0) return RobeStarts(t, n, f, starts);  // not a sampled token: ROBE-Z locations
+  const int64_t blocks = t.dim / t.block_size;
+  const uint64_t range = static_cast<uint64_t>(t.memory_size - t.block_size + 1);
+  const uint8_t* signature = task.signatures + position * task.num_minhashes;
+  for (int64_t c = 0; c < blocks; ++c) {
+    const uint64_t code = LmaCode(signature, static_cast<uint64_t>(c), task.keys_per_block, task.num_minhashes);
+    starts[c] = static_cast<uint32_t>(BlockStart(Hash(t.blocks[c], Key(t.hash[0], code)), range));  // global hash
+  }
+  return true;
+}
+
+int64_t RobeLookups(const RobeTask& t, int64_t begin, int64_t end) {
+  return DispatchWidth(t, begin, end, [&](int64_t n, int64_t f, uint32_t* starts) { return RobeStarts(t, n, f, starts); });
 }
 
 int64_t LmaLookups(const LmaTask& task, int64_t begin, int64_t end) {
-  const RobeTask& t = task.robe;
-  const int64_t blocks = t.dim / t.block_size;
-  const uint64_t range = static_cast<uint64_t>(t.memory_size - t.block_size + 1);
-  return DispatchWidth(t, begin, end, [&](int64_t n, int64_t f, uint32_t* starts) {
-    const int64_t v = t.ids[n];
-    if (!IsValidId(v)) return false;
-    const uint64_t signature =
-        LmaSignature(t.hash[f], task.keys, task.signatures, task.offsets[f], task.offsets[f + 1], v);
-    for (int64_t c = 0; c < blocks; ++c) {
-      const uint64_t code = LmaCode(signature, static_cast<uint64_t>(c), task.keys_per_block);
-      starts[c] = static_cast<uint32_t>(BlockStart(Hash(t.hash[f], c, code), range));
-    }
-    return true;
-  });
+  return DispatchWidth(task.robe, begin, end,
+                       [&](int64_t n, int64_t f, uint32_t* starts) { return LmaStarts(task, n, f, starts); });
 }
 
 int64_t VocabLookups(const VocabTask& t, int64_t begin, int64_t end) {

@@ -16,6 +16,7 @@ struct RobeTask {
   const int64_t* ids;
   int64_t num_features;
   const FeatureHash* hash;  // [num_features]
+  const BlockHash* blocks;  // [dim / block_size]
   const float* memory;
   int64_t memory_size;
   int64_t dim;
@@ -23,13 +24,15 @@ struct RobeTask {
   float* out;  // [B, F, dim]
 };
 
-// LMA reads signatures through keys / offsets / signatures before hashing block codes like ROBE.
+// LMA: a sampled token (a key of its feature) hashes its block codes with feature 0's coefficients (the
+// one global hash); any other token reads its ROBE-Z locations.
 struct LmaTask {
   RobeTask robe;
   const int64_t* keys;        // [K], sorted within each feature
   const int64_t* offsets;     // [F + 1]
-  const int64_t* signatures;  // [K]
-  int keys_per_block;
+  const uint8_t* signatures;  // [K, num_minhashes]
+  int64_t num_minhashes;
+  int64_t keys_per_block;
 };
 
 struct VocabTask {
@@ -39,6 +42,11 @@ struct VocabTask {
   const int64_t* offsets;  // [F + 1]
   int64_t* out;            // [B, F]
 };
+
+// The d/Z block starts of lookup n (feature f); false when its id is outside [0, 2^62). Every start is
+// below 2^31 (hashes are), whatever m is.
+bool RobeStarts(const RobeTask& task, int64_t n, int64_t f, uint32_t* starts);
+bool LmaStarts(const LmaTask& task, int64_t n, int64_t f, uint32_t* starts);
 
 int64_t RobeLookups(const RobeTask& task, int64_t begin, int64_t end);
 int64_t LmaLookups(const LmaTask& task, int64_t begin, int64_t end);

@@ -2,7 +2,9 @@
 
 #include <array>
 #include <cstdint>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "common/op_support.h"
 #include "cuda/launchers.h"
@@ -12,20 +14,27 @@ namespace {
 
 constexpr ONNXTensorElementDataType kInt64 = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64;
 constexpr ONNXTensorElementDataType kFloat = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+constexpr ONNXTensorElementDataType kUint8 = ONNX_TENSOR_ELEMENT_DATA_TYPE_UINT8;
 
-// Everything the launchers need from the attributes, kept as host arrays.
-struct HostHash {
-  explicit HostHash(const EmbeddingAttributes& attrs) {
-    for (const FeatureHash& h : attrs.hash) {
-      a1.push_back(static_cast<int64_t>(h.a1));
-      a2.push_back(static_cast<int64_t>(h.a2));
-      b.push_back(static_cast<int64_t>(h.b));
-      c.push_back(static_cast<int64_t>(h.c));
-    }
+// The launchers' tables, made (and validated) once from the attributes when the kernel is created.
+HashTables TablesOf(const EmbeddingAttributes& attrs, const char* op) {
+  std::vector<int64_t> a1, a2, c, g1, g2;
+  for (const FeatureHash& h : attrs.hash) {
+    a1.push_back(static_cast<int64_t>(h.a1));
+    a2.push_back(static_cast<int64_t>(h.a2));
+    c.push_back(static_cast<int64_t>(h.c));
   }
-  HashArrays Arrays() const { return {a1.data(), a2.data(), b.data(), c.data()}; }
-  std::vector<int64_t> a1, a2, b, c;
-};
+  for (const BlockHash& g : attrs.blocks) {
+    g1.push_back(static_cast<int64_t>(g.g1));
+    g2.push_back(static_cast<int64_t>(g.g2));
+  }
+  try {
+    return MakeHashTables({a1.data(), a2.data(), c.data(), attrs.NumFeatures(), g1.data(), g2.data(),
+                           attrs.NumBlocks()});
+  } catch (const std::invalid_argument& e) {
+    Fail(op, e.what());
+  }
+}
 
 void CheckLaunch(cudaError_t status, const char* op) {
   if (status != cudaSuccess) {
@@ -53,9 +62,7 @@ struct RobeKernel : StatusKernel<RobeKernel> {
   }
 
   explicit RobeKernel(const OrtKernelInfo* info)
-      : attrs(ReadEmbeddingAttributes(info, kName, false)), hash(attrs) {
-    CheckFeatureCount(attrs.NumFeatures(), kName);
-  }
+      : attrs(ReadEmbeddingAttributes(info, kName, false)), tables(TablesOf(attrs, kName)) {}
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
@@ -63,19 +70,19 @@ struct RobeKernel : StatusKernel<RobeKernel> {
     const int64_t num_features = attrs.NumFeatures();
     Ort::UnownedValue out = ctx.GetOutput(0, {in.batch, num_features, attrs.dim});  // (B, F, d)
     if (in.batch == 0) return;
-    const RobeArgs args{in.ids, in.batch, num_features, hash.Arrays(), in.memory, in.memory_size, attrs.dim,
-                        attrs.block_size, out.GetTensorMutableData<float>()};
-    CheckLaunch(LaunchRobeEmbedding(args, StreamOf(ctx)), kName);
+    const RobeArgs args{in.ids, in.batch, in.memory, in.memory_size, attrs.dim, attrs.block_size,
+                        out.GetTensorMutableData<float>()};
+    CheckLaunch(LaunchRobeEmbedding(args, tables, StreamOf(ctx)), kName);
   }
 
   EmbeddingAttributes attrs;
-  HostHash hash;
+  HashTables tables;
 };
 
 struct LmaKernel : StatusKernel<LmaKernel> {
   static constexpr const char* kName = "LmaEmbedding";
   static constexpr const char* kProvider = kCudaProvider;
-  static constexpr std::array<ONNXTensorElementDataType, 5> kInputTypes{kInt64, kFloat, kInt64, kInt64, kInt64};
+  static constexpr std::array<ONNXTensorElementDataType, 5> kInputTypes{kInt64, kFloat, kInt64, kInt64, kUint8};
   static constexpr ONNXTensorElementDataType kOutputType = kFloat;
   // offsets (input 3) stay in host memory: checked there and passed in the kernel parameters.
   static OrtMemType InputMemoryType(size_t index) { return index == 3 ? OrtMemTypeCPUInput : OrtMemTypeDefault; }
@@ -83,9 +90,8 @@ struct LmaKernel : StatusKernel<LmaKernel> {
     InferEmbeddingShape(ctx, raw, kName);
   }
 
-  explicit LmaKernel(const OrtKernelInfo* info) : attrs(ReadEmbeddingAttributes(info, kName, true)), hash(attrs) {
-    CheckFeatureCount(attrs.NumFeatures(), kName);
-  }
+  explicit LmaKernel(const OrtKernelInfo* info)
+      : attrs(ReadEmbeddingAttributes(info, kName, true)), tables(TablesOf(attrs, kName)) {}
 
   void Compute(OrtKernelContext* raw) {
     Ort::KernelContext ctx{raw};
@@ -94,14 +100,14 @@ struct LmaKernel : StatusKernel<LmaKernel> {
     const int64_t batch = in.embedding.batch;
     Ort::UnownedValue out = ctx.GetOutput(0, {batch, num_features, attrs.dim});  // (B, F, d)
     if (batch == 0) return;
-    const LmaArgs args{{in.embedding.ids, batch, num_features, hash.Arrays(), in.embedding.memory,
-                        in.embedding.memory_size, attrs.dim, attrs.block_size, out.GetTensorMutableData<float>()},
-                       in.keys, in.signatures, in.num_keys, in.offsets, attrs.keys_per_block};
-    CheckLaunch(LaunchLmaEmbedding(args, StreamOf(ctx)), kName);
+    const LmaArgs args{{in.embedding.ids, batch, in.embedding.memory, in.embedding.memory_size, attrs.dim,
+                        attrs.block_size, out.GetTensorMutableData<float>()},
+                       in.keys, in.signatures, in.num_keys, in.num_minhashes, in.offsets, attrs.keys_per_block};
+    CheckLaunch(LaunchLmaEmbedding(args, tables, StreamOf(ctx)), kName);  // offsets checked by CheckLmaInputs
   }
 
   EmbeddingAttributes attrs;
-  HostHash hash;
+  HashTables tables;
 };
 
 struct VocabKernel : StatusKernel<VocabKernel> {

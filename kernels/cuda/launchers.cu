@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -38,28 +39,26 @@ __device__ __forceinline__ uint32_t Div(const FastDiv& d, uint32_t n) {
   return static_cast<uint32_t>((static_cast<uint64_t>(n) * d.mul) >> d.shift);
 }
 
-// Per-feature tables, passed by value in the kernel parameters and staged into shared memory.
-struct Tables {
-  uint32_t hash[4][kMaxFeatures];    // a1, a2, b, c
-  int64_t offsets[kMaxFeatures + 1];  // LMA and VocabLookup only
-};
-
 struct EmbedParams {
   const int64_t* ids;
   const float* memory;
   float* out;
   const int64_t* keys;        // LMA only
-  const int64_t* signatures;  // LMA only
+  const uint8_t* signatures;  // LMA only, [num_keys, num_minhashes]
   uint64_t memory_size;
   uint32_t items;       // work items of this launch (output floats, or float4s on the vector path)
   uint32_t num_features;
+  uint32_t num_blocks;
   uint32_t range;       // min(m - Z + 1, 2^31): every hash is below 2^31
   uint32_t keys_per_block;
+  uint32_t num_minhashes;
   uint32_t block_size;
   FastDiv per_lookup;   // work items per lookup
   FastDiv features;     // F
   FastDiv per_block;    // work items per block
-  Tables tables;
+  uint32_t hash[3][kMaxFeatures];     // a1, a2, c
+  uint32_t blocks[2][kMaxBlocks];     // g1, g2
+  int64_t offsets[kMaxFeatures + 1];  // LMA only
 };
 
 struct VocabParams {
@@ -68,42 +67,51 @@ struct VocabParams {
   int64_t* out;
   uint32_t items;
   FastDiv features;
-  Tables tables;
+  int64_t offsets[kMaxFeatures + 1];
 };
 
 static_assert(sizeof(EmbedParams) <= 4096, "kernel parameters are limited to 4 KiB");
 
 struct SharedTables {
-  uint32_t hash[4][kMaxFeatures];
+  uint32_t hash[3][kMaxFeatures];
+  uint32_t blocks[2][kMaxBlocks];
   int64_t offsets[kMaxFeatures + 1];
 };
 
-__device__ __forceinline__ void StageTables(const Tables& tables, uint32_t num_features, bool with_offsets,
-                                            SharedTables* shared) {
-  for (uint32_t i = threadIdx.x; i < 4 * num_features; i += blockDim.x) {
-    shared->hash[i / num_features][i % num_features] = tables.hash[i / num_features][i % num_features];
+__device__ __forceinline__ void StageTables(const EmbedParams& p, bool with_offsets, SharedTables* shared) {
+  const uint32_t features = p.num_features, blocks = p.num_blocks;
+  for (uint32_t i = threadIdx.x; i < 3 * features; i += blockDim.x) {
+    shared->hash[i / features][i % features] = p.hash[i / features][i % features];
+  }
+  for (uint32_t i = threadIdx.x; i < 2 * blocks; i += blockDim.x) {
+    shared->blocks[i / blocks][i % blocks] = p.blocks[i / blocks][i % blocks];
   }
   if (with_offsets) {
-    for (uint32_t i = threadIdx.x; i <= num_features; i += blockDim.x) shared->offsets[i] = tables.offsets[i];
+    for (uint32_t i = threadIdx.x; i <= features; i += blockDim.x) shared->offsets[i] = p.offsets[i];
   }
   __syncthreads();
 }
 
 __device__ __forceinline__ FeatureHash HashOf(const SharedTables& s, uint32_t f) {
-  return {s.hash[0][f], s.hash[1][f], s.hash[2][f], s.hash[3][f]};
+  return {s.hash[0][f], s.hash[1][f], s.hash[2][f]};
 }
 
-// Start in M of block c of lookup (f, v); v must be valid.
+// Start in M of block c of lookup (f, v); v must be valid. LMA: a sampled token (a key of feature f)
+// hashes its block code with feature 0's coefficients (the one global hash), any other its own id.
 template <bool kLma>
 __device__ __forceinline__ uint32_t BlockStartOf(const EmbedParams& p, const SharedTables& s, int64_t v,
                                                  uint32_t f, uint32_t c) {
-  const FeatureHash h = HashOf(s, f);
-  uint64_t key = static_cast<uint64_t>(v);
-  if (kLma) {
-    const uint64_t signature = LmaSignature(h, p.keys, p.signatures, s.offsets[f], s.offsets[f + 1], v);
-    key = LmaCode(signature, c, static_cast<int>(p.keys_per_block));
+  uint64_t key;
+  int64_t position = -1;
+  if (kLma) VocabRow(p.keys, s.offsets[f], s.offsets[f + 1], f, v, &position);
+  if (position >= 0) {
+    const uint64_t code = LmaCode(p.signatures + position * p.num_minhashes, c, p.keys_per_block, p.num_minhashes);
+    key = Key(HashOf(s, 0), code);
+  } else {
+    key = Key(HashOf(s, f), static_cast<uint64_t>(v));
   }
-  return static_cast<uint32_t>(BlockStart(Hash(h, c, key), p.range));
+  const BlockHash g{s.blocks[0][c], s.blocks[1][c]};
+  return static_cast<uint32_t>(BlockStart(Hash(g, key), p.range));
 }
 
 __device__ __forceinline__ float4 LoadChunk(const float* at) { return __ldg(reinterpret_cast<const float4*>(at)); }
@@ -139,7 +147,7 @@ __device__ __forceinline__ float4 ShuffleDown(const float4& v) {
 template <bool kLma>
 __global__ void __launch_bounds__(kThreads) EmbedVectorKernel(const __grid_constant__ EmbedParams p) {
   __shared__ SharedTables shared;
-  StageTables(p.tables, p.num_features, kLma, &shared);
+  StageTables(p, kLma, &shared);
   const uint32_t t = blockIdx.x * kThreads + threadIdx.x;
   const bool active = t < p.items;
   const uint32_t item = active ? t : 0;  // idle lanes still take part in the shuffle
@@ -168,7 +176,7 @@ __global__ void __launch_bounds__(kThreads) EmbedVectorKernel(const __grid_const
 template <bool kLma>
 __global__ void __launch_bounds__(kThreads) EmbedScalarKernel(const __grid_constant__ EmbedParams p) {
   __shared__ SharedTables shared;
-  StageTables(p.tables, p.num_features, kLma, &shared);
+  StageTables(p, kLma, &shared);
   const uint32_t t = blockIdx.x * kThreads + threadIdx.x;
   if (t >= p.items) return;
   const uint32_t n = Div(p.per_lookup, t);
@@ -184,13 +192,14 @@ __global__ void __launch_bounds__(kThreads) EmbedScalarKernel(const __grid_const
 }
 
 __global__ void __launch_bounds__(kThreads) VocabKernel(const __grid_constant__ VocabParams p) {
-  __shared__ SharedTables shared;
-  StageTables(p.tables, p.features.divisor, true, &shared);
+  __shared__ int64_t offsets[kMaxFeatures + 1];
+  for (uint32_t i = threadIdx.x; i <= p.features.divisor; i += blockDim.x) offsets[i] = p.offsets[i];
+  __syncthreads();
   const uint32_t n = blockIdx.x * kThreads + threadIdx.x;
   if (n >= p.items) return;
   const uint32_t f = n - Div(p.features, n) * p.features.divisor;
   const int64_t v = __ldg(p.ids + n);
-  const int64_t lo = shared.offsets[f], hi = shared.offsets[f + 1];
+  const int64_t lo = offsets[f], hi = offsets[f + 1];
   int64_t position = -1;
   p.out[n] = IsValidId(v) ? VocabRow(p.keys, lo, hi, f, v, &position) : hi + f;
 }
@@ -199,54 +208,43 @@ void Require(bool condition, const std::string& message) {
   if (!condition) throw std::invalid_argument("ai.robe CUDA: " + message);
 }
 
-Tables MakeTables(const HashArrays* hash, const int64_t* offsets, int64_t num_features) {
-  Require(num_features >= 1 && num_features <= kMaxFeatures,
-          "num_features must be in [1, " + std::to_string(kMaxFeatures) + "], got " + std::to_string(num_features));
-  Tables tables{};
-  const int64_t* arrays[4] = {hash ? hash->a1 : nullptr, hash ? hash->a2 : nullptr, hash ? hash->b : nullptr,
-                              hash ? hash->c : nullptr};
-  for (int k = 0; hash && k < 4; ++k) {
-    for (int64_t f = 0; f < num_features; ++f) {
-      const bool in_range = arrays[k][f] >= 1 && static_cast<uint64_t>(arrays[k][f]) < kPrime;
-      Require(in_range, "hash coefficients must be in [1, 2^31 - 2]");
-      tables.hash[k][f] = static_cast<uint32_t>(arrays[k][f]);
-    }
-  }
-  for (int64_t f = 0; offsets && f <= num_features; ++f) tables.offsets[f] = offsets[f];
-  return tables;
-}
-
-void CheckOffsets(const int64_t* offsets, int64_t num_features, int64_t num_keys) {
-  bool valid = offsets != nullptr && offsets[0] == 0 && offsets[num_features] == num_keys;
-  for (int64_t f = 0; valid && f < num_features; ++f) valid = offsets[f] <= offsets[f + 1];
-  Require(valid, "offsets must be num_features + 1 non-decreasing values from 0 to num_keys");
+void CopyOffsets(const int64_t* offsets, int64_t num_features, int64_t* into) {
+  for (int64_t f = 0; f <= num_features; ++f) into[f] = offsets[f];
 }
 
 template <bool kLma>
-cudaError_t LaunchEmbedding(const RobeArgs& a, EmbedParams p, cudaStream_t stream) {
+cudaError_t LaunchEmbedding(const RobeArgs& a, const HashTables& tables, EmbedParams p, cudaStream_t stream) {
   Require(a.batch >= 0, "batch must be >= 0");
   Require(a.dim >= 1 && a.block_size >= 1 && a.dim % a.block_size == 0, "block_size must divide embedding_dim");
+  Require(a.dim / a.block_size == tables.num_blocks, "the hash tables hold " + std::to_string(tables.num_blocks) +
+                                                         " blocks, embedding_dim / block_size is " +
+                                                         std::to_string(a.dim / a.block_size));
   Require(a.memory_size >= a.block_size, "M must hold at least one block");
+  if (a.batch == 0) return cudaSuccess;
+  std::memcpy(p.hash, tables.feature, sizeof(p.hash));
+  std::memcpy(p.blocks, tables.block, sizeof(p.blocks));
+  const int64_t num_features = tables.num_features;
+  p.num_blocks = static_cast<uint32_t>(tables.num_blocks);
   const bool vector = a.block_size % 4 == 0 && reinterpret_cast<uintptr_t>(a.memory) % 16 == 0 &&
                       reinterpret_cast<uintptr_t>(a.out) % 16 == 0;
   const int64_t per_lookup = vector ? a.dim / 4 : a.dim;
   const int64_t per_block = vector ? a.block_size / 4 : a.block_size;
-  Require(per_lookup * a.num_features <= kMaxItems, "embedding_dim * num_features is too large");
+  Require(per_lookup * num_features <= kMaxItems, "embedding_dim * num_features is too large");
   p.memory = a.memory;
   p.memory_size = static_cast<uint64_t>(a.memory_size);
-  p.num_features = static_cast<uint32_t>(a.num_features);
+  p.num_features = static_cast<uint32_t>(num_features);
   p.range = static_cast<uint32_t>(std::min<int64_t>(a.memory_size - a.block_size + 1, int64_t{1} << 31));
   p.block_size = static_cast<uint32_t>(a.block_size);
   p.per_lookup = MakeFastDiv(static_cast<uint32_t>(per_lookup));
-  p.features = MakeFastDiv(static_cast<uint32_t>(a.num_features));
+  p.features = MakeFastDiv(static_cast<uint32_t>(num_features));
   p.per_block = MakeFastDiv(static_cast<uint32_t>(per_block));
   // Launch in slices of whole rows whose work items stay below 2^31.
-  const int64_t rows_per_launch = kMaxItems / (per_lookup * a.num_features);
+  const int64_t rows_per_launch = kMaxItems / (per_lookup * num_features);
   for (int64_t row = 0; row < a.batch; row += rows_per_launch) {
     const int64_t rows = std::min(rows_per_launch, a.batch - row);
-    p.ids = a.ids + row * a.num_features;
-    p.out = a.out + row * a.num_features * a.dim;
-    p.items = static_cast<uint32_t>(rows * a.num_features * per_lookup);
+    p.ids = a.ids + row * num_features;
+    p.out = a.out + row * num_features * a.dim;
+    p.items = static_cast<uint32_t>(rows * num_features * per_lookup);
     const unsigned grid = (p.items + kThreads - 1) / kThreads;
     if (vector) {
       EmbedVectorKernel<kLma><<<grid, kThreads, 0, stream>>>(p);
@@ -259,29 +257,62 @@ cudaError_t LaunchEmbedding(const RobeArgs& a, EmbedParams p, cudaStream_t strea
 
 }  // namespace
 
-cudaError_t LaunchRobeEmbedding(const RobeArgs& args, cudaStream_t stream) {
-  EmbedParams p{};
-  p.tables = MakeTables(&args.hash, nullptr, args.num_features);
-  return LaunchEmbedding<false>(args, p, stream);
+HashTables MakeHashTables(const HashArrays& arrays) {
+  Require(arrays.num_features >= 1 && arrays.num_features <= kMaxFeatures,
+          "num_features must be in [1, " + std::to_string(kMaxFeatures) + "], got " +
+              std::to_string(arrays.num_features));
+  Require(arrays.num_blocks >= 1 && arrays.num_blocks <= kMaxBlocks,
+          "embedding_dim / block_size must be in [1, " + std::to_string(kMaxBlocks) + "], got " +
+              std::to_string(arrays.num_blocks));
+  HashTables tables{};
+  tables.num_features = arrays.num_features;
+  tables.num_blocks = arrays.num_blocks;
+  const int64_t* per_feature[3] = {arrays.a1, arrays.a2, arrays.c};
+  const int64_t* per_block[2] = {arrays.g1, arrays.g2};
+  auto read = [](const int64_t* values, int64_t count, uint32_t* into) {
+    Require(values != nullptr, "a hash coefficient array is missing");
+    for (int64_t i = 0; i < count; ++i) {
+      Require(values[i] >= 1 && static_cast<uint64_t>(values[i]) < kPrime, "hash coefficients must be in [1, 2^31 - 2]");
+      into[i] = static_cast<uint32_t>(values[i]);
+    }
+  };
+  for (int k = 0; k < 3; ++k) read(per_feature[k], arrays.num_features, tables.feature[k]);
+  for (int k = 0; k < 2; ++k) read(per_block[k], arrays.num_blocks, tables.block[k]);
+  return tables;
 }
 
-cudaError_t LaunchLmaEmbedding(const LmaArgs& args, cudaStream_t stream) {
-  Require(args.keys_per_block >= 1 && args.keys_per_block <= kSignatureKeys - 1, "keys_per_block must be in [1, 15]");
-  Require(args.num_keys >= 0, "num_keys must be >= 0");
+void CheckOffsets(const int64_t* offsets, int64_t num_features, int64_t num_keys) {
+  Require(num_features >= 1 && num_features <= kMaxFeatures,
+          "num_features must be in [1, " + std::to_string(kMaxFeatures) + "], got " + std::to_string(num_features));
+  bool valid = offsets != nullptr && offsets[0] == 0 && offsets[num_features] == num_keys;
+  for (int64_t f = 0; valid && f < num_features; ++f) valid = offsets[f] <= offsets[f + 1];
+  Require(valid, "offsets must be num_features + 1 non-decreasing values from 0 to num_keys");
+}
+
+cudaError_t LaunchRobeEmbedding(const RobeArgs& args, const HashTables& tables, cudaStream_t stream) {
+  return LaunchEmbedding<false>(args, tables, EmbedParams{}, stream);
+}
+
+cudaError_t LaunchLmaEmbedding(const LmaArgs& args, const HashTables& tables, cudaStream_t stream) {
+  Require(args.keys_per_block >= 1 && args.keys_per_block <= kMaxKeysPerBlock, "keys_per_block must be in [1, 6]");
+  Require(args.num_minhashes >= args.keys_per_block && args.num_minhashes <= kMaxMinhashes,
+          "signatures must hold between keys_per_block and 255 minhashes per token");
+  Require(args.num_keys >= 0 && args.offsets != nullptr, "num_keys must be >= 0, with host offsets");
   EmbedParams p{};
-  p.tables = MakeTables(&args.robe.hash, args.offsets, args.robe.num_features);
-  CheckOffsets(args.offsets, args.robe.num_features, args.num_keys);
+  CopyOffsets(args.offsets, tables.num_features, p.offsets);
   p.keys = args.keys;
   p.signatures = args.signatures;
   p.keys_per_block = static_cast<uint32_t>(args.keys_per_block);
-  return LaunchEmbedding<true>(args.robe, p, stream);
+  p.num_minhashes = static_cast<uint32_t>(args.num_minhashes);
+  return LaunchEmbedding<true>(args.robe, tables, p, stream);
 }
 
 cudaError_t LaunchVocabLookup(const VocabArgs& args, cudaStream_t stream) {
   Require(args.batch >= 0, "batch must be >= 0");
-  VocabParams p{};
-  p.tables = MakeTables(nullptr, args.offsets, args.num_features);
   CheckOffsets(args.offsets, args.num_features, args.num_keys);
+  if (args.batch == 0) return cudaSuccess;
+  VocabParams p{};
+  CopyOffsets(args.offsets, args.num_features, p.offsets);
   p.keys = args.keys;
   p.features = MakeFastDiv(static_cast<uint32_t>(args.num_features));
   const int64_t rows_per_launch = kMaxItems / args.num_features;

@@ -15,25 +15,40 @@
 namespace robe::cuda {
 
 // The hash coefficients and offsets travel to the GPU inside the kernel parameters (no allocation, no
-// copy), which bounds the number of features of a CUDA lookup.
+// copy), which bounds the number of features and of blocks of a CUDA lookup.
 inline constexpr int64_t kMaxFeatures = 128;
+inline constexpr int64_t kMaxBlocks = 128;
 
-// Host arrays of per-feature hash coefficients (int64, each in [1, 2^31 - 2]).
+// Host arrays of hash version 2 coefficients (int64, each in [1, 2^31 - 2]).
 struct HashArrays {
-  const int64_t* a1;
+  const int64_t* a1;  // [num_features]
   const int64_t* a2;
-  const int64_t* b;
   const int64_t* c;
+  int64_t num_features;
+  const int64_t* g1;  // [num_blocks]
+  const int64_t* g2;
+  int64_t num_blocks;
 };
 
-struct RobeArgs {
-  const int64_t* ids;  // device [batch, num_features]
-  int64_t batch;
+// The coefficients, validated once (MakeHashTables) and then passed by value to every launch.
+struct HashTables {
+  uint32_t feature[3][kMaxFeatures];  // a1, a2, c
+  uint32_t block[2][kMaxBlocks];      // g1, g2
   int64_t num_features;
-  HashArrays hash;     // host [num_features] each
+  int64_t num_blocks;
+};
+
+// Throws std::invalid_argument naming the problem (counts out of range, a coefficient outside [1, P-1]).
+HashTables MakeHashTables(const HashArrays& arrays);
+// Throws std::invalid_argument unless offsets are num_features + 1 non-decreasing values from 0 to num_keys.
+void CheckOffsets(const int64_t* offsets, int64_t num_features, int64_t num_keys);
+
+struct RobeArgs {
+  const int64_t* ids;  // device [batch, tables.num_features]
+  int64_t batch;
   const float* memory;  // device [memory_size]
   int64_t memory_size;
-  int64_t dim;
+  int64_t dim;         // dim / block_size == tables.num_blocks
   int64_t block_size;
   float* out;  // device [batch, num_features, dim]
 };
@@ -41,10 +56,11 @@ struct RobeArgs {
 struct LmaArgs {
   RobeArgs robe;
   const int64_t* keys;        // device [num_keys], sorted within each feature
-  const int64_t* signatures;  // device [num_keys]
+  const uint8_t* signatures;  // device [num_keys, num_minhashes]
   int64_t num_keys;
-  const int64_t* offsets;     // HOST [num_features + 1], non-decreasing from 0 to num_keys
-  int64_t keys_per_block;     // in [1, 15]
+  int64_t num_minhashes;      // in [keys_per_block, 255]
+  const int64_t* offsets;     // HOST [num_features + 1], already checked (CheckOffsets)
+  int64_t keys_per_block;     // in [1, 6]
 };
 
 struct VocabArgs {
@@ -58,8 +74,9 @@ struct VocabArgs {
 };
 
 // Each enqueues its kernel on `stream` and returns cudaGetLastError(); an empty batch launches nothing.
-cudaError_t LaunchRobeEmbedding(const RobeArgs& args, cudaStream_t stream);
-cudaError_t LaunchLmaEmbedding(const LmaArgs& args, cudaStream_t stream);
+// The embedding launchers check the shapes of their arguments, never the tables again.
+cudaError_t LaunchRobeEmbedding(const RobeArgs& args, const HashTables& tables, cudaStream_t stream);
+cudaError_t LaunchLmaEmbedding(const LmaArgs& args, const HashTables& tables, cudaStream_t stream);
 cudaError_t LaunchVocabLookup(const VocabArgs& args, cudaStream_t stream);
 
 }  // namespace robe::cuda

@@ -30,14 +30,15 @@ def _model(node: onnx.NodeProto, num_features: int, out_type: int, tables: dict[
     out = helper.make_tensor_value_info(node.output[0], out_type, [None] * rank)
     inits = [numpy_helper.from_array(v, k) for k, v in tables.items()]
     graph = helper.make_graph([node], "g", [ids], [out], inits)
-    opsets = [helper.make_opsetid("", functions.ONNX_OPSET), helper.make_opsetid(node.domain, 1)]
+    opsets = [helper.make_opsetid("", functions.ONNX_OPSET), helper.make_opsetid(node.domain,
+                                                                                 functions.DOMAIN_VERSION)]
     model = helper.make_model(graph, opset_imports=opsets, functions=[function])
     onnx.checker.check_model(model, full_check=True)
     return model.SerializeToString()
 
 
 def _hash_attrs(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: list(params[k]) for k in ("a1", "a2", "b", "c")}
+    return {k: list(params[k]) for k in functions.HASH_ATTRIBUTES}
 
 
 def robe_output(ids: np.ndarray, memory: np.ndarray, params: dict[str, Any], dim: int, block: int,
@@ -54,7 +55,8 @@ def lma_output(ids: np.ndarray, memory: np.ndarray, case: dict[str, Any], path: 
                             domain=functions.DOMAIN, embedding_dim=case["embedding_dim"],
                             block_size=case["block_size"], keys_per_block=case["keys_per_block"],
                             **_hash_attrs(case["params"]))
-    tables = {"M": memory, **{k: np.asarray(case[k], np.int64) for k in ("keys", "offsets", "signatures")}}
+    tables = {"M": memory, **{k: np.asarray(case[k], np.int64) for k in ("keys", "offsets")},
+              "signatures": np.asarray(case["signatures"], np.uint8).reshape(len(case["keys"]), -1)}
     model = _model(node, ids.shape[1], TensorProto.FLOAT, tables, functions.lma_embedding())
     out: np.ndarray = session(model, path == "kernel").run(None, {"ids": ids})[0]
     return out
@@ -83,7 +85,8 @@ def test_robe_matches_golden(case: dict[str, Any], path: str) -> None:
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("case", GOLDEN["lma"], ids=lambda c: c["name"])
+@pytest.mark.parametrize("case", [c for c in GOLDEN["lma"] if c["m"] <= MAX_TEST_MEMORY],
+                         ids=lambda c: c["name"])
 def test_lma_matches_golden(case: dict[str, Any], path: str) -> None:
     out = lma_output(np.asarray(case["ids"], np.int64), _index_memory(case["m"]), case, path)
     assert out.astype(np.int64).tolist() == case["indices"]
@@ -111,7 +114,7 @@ ids_strategy = st.lists(st.lists(st.integers(0, 2**62 - 1), min_size=3, max_size
 @settings(max_examples=25, deadline=None)
 @given(ids=ids_strategy, seed=st.integers(0, 2**32 - 1), block=st.sampled_from([1, 2, 4, 8]))
 def test_robe_function_property(ids: list[list[int]], seed: int, block: int) -> None:
-    params = ref.HashParams.from_seed(3, seed)
+    params = ref.HashParams.from_seed(3, 8 // block, seed)
     arr = np.asarray(ids, np.int64)
     out = robe_output(arr, _index_memory(997), params.to_dict(), 8, block, "function")
     assert np.array_equal(out.astype(np.int64), ref.robe_indices(arr, params, 997, 8, block))
@@ -119,19 +122,21 @@ def test_robe_function_property(ids: list[list[int]], seed: int, block: int) -> 
 
 @settings(max_examples=25, deadline=None)
 @given(ids=ids_strategy, known=st.lists(st.integers(0, 2**62 - 1), min_size=0, max_size=12, unique=True),
-       seed=st.integers(0, 2**32 - 1))
-def test_lma_function_property(ids: list[list[int]], known: list[int], seed: int) -> None:
-    params = ref.HashParams.from_seed(3, seed)
+       seed=st.integers(0, 2**32 - 1), keys_per_block=st.integers(1, 6), extra=st.integers(0, 5))
+def test_lma_function_property(ids: list[list[int]], known: list[int], seed: int, keys_per_block: int,
+                               extra: int) -> None:
+    params = ref.HashParams.from_seed(3, 4, seed)
     arr = np.asarray(ids, np.int64)
     pool = np.concatenate([arr.ravel(), np.asarray(known, np.int64)])  # some ids known, some not
     per_feature = [np.unique(pool[f::3]) for f in range(3)]
     keys = np.concatenate(per_feature).astype(np.int64)
     offsets = np.cumsum([0, *map(len, per_feature)]).astype(np.int64)
-    signatures = np.random.default_rng(seed).integers(-(2**63), 2**63 - 1, size=len(keys), dtype=np.int64)
-    case = {"params": params.to_dict(), "embedding_dim": 8, "block_size": 2, "keys_per_block": 8,
+    size = (len(keys), keys_per_block + extra)
+    signatures = np.random.default_rng(seed).integers(0, 256, size=size).astype(np.uint8)
+    case = {"params": params.to_dict(), "embedding_dim": 8, "block_size": 2, "keys_per_block": keys_per_block,
             "keys": keys, "offsets": offsets, "signatures": signatures}
     out = lma_output(arr, _index_memory(501), case, "function")
-    want = ref.lma_indices(arr, keys, offsets, signatures, params, 501, 8, 2, 8)
+    want = ref.lma_indices(arr, keys, offsets, signatures, params, 501, 8, 2, keys_per_block)
     assert np.array_equal(out.astype(np.int64), want)
 
 
@@ -139,7 +144,7 @@ def test_lma_function_property(ids: list[list[int]], known: list[int], seed: int
 def test_function_fallback_equals_kernel_on_trained_memory() -> None:
     """Both halves of the portability claim: same file, plain onnxruntime vs the registered kernel."""
     rng = np.random.default_rng(3)
-    params = ref.HashParams.from_seed(4, 11)
+    params = ref.HashParams.from_seed(4, 4, 11)
     ids = rng.integers(0, 2**62, size=(64, 4), dtype=np.int64)
     memory = rng.standard_normal(5000).astype(np.float32)
     by_function = robe_output(ids, memory, params.to_dict(), 16, 4, "function")

@@ -48,6 +48,28 @@ def test_refuses_a_corrupted_file(exported: dict[str, Path], tmp_path: Path) -> 
         verify_model_dir(model_dir)
 
 
+@pytest.mark.parametrize("method", ["robe", "lma"])
+def test_refuses_a_version_1_model_naming_the_version(exported: dict[str, Path], tmp_path: Path,
+                                                      method: str) -> None:
+    model_dir = _copy(exported[method], tmp_path)
+    model = onnx.load(str(model_dir / "model.onnx"))
+    next(o for o in model.opset_import if o.domain == "ai.robe").version = 1
+    onnx.save(model, str(model_dir / "model.onnx"))
+    _rewrite_sha(model_dir)
+    with pytest.raises(VerificationError, match=r"ai\.robe operators version 1 .*implements version 2"):
+        verify_model_dir(model_dir)
+
+
+def test_refuses_model_json_hash_parameters_of_version_1(exported: dict[str, Path], tmp_path: Path) -> None:
+    model_dir = _copy(exported["robe"], tmp_path)
+    card_path = model_dir / "model.json"
+    card = json.loads(card_path.read_text())
+    del card["embedding"]["parameters"]["hash"]["version"]  # version 1 cards had none
+    card_path.write_text(json.dumps(card))
+    with pytest.raises(VerificationError, match=r"model\.json.s embedding: hash version 1 is not"):
+        verify_model_dir(model_dir)
+
+
 def test_refuses_a_hash_that_disagrees_with_model_json(exported: dict[str, Path], tmp_path: Path) -> None:
     """A consistent-looking file (sha256 updated) whose lookup no longer follows the spec."""
     model_dir = _copy(exported["robe"], tmp_path)

@@ -13,6 +13,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper
 
+from kernels.op_version import OP_VERSION
 from kernels.reference import HashParams
 
 DOMAIN = "ai.robe"
@@ -22,7 +23,7 @@ ort.set_default_logger_severity(3)  # the error tests would otherwise log every 
 
 
 def hash_attrs(params: HashParams) -> dict[str, list[int]]:
-    return {name: getattr(params, name).tolist() for name in ("a1", "a2", "b", "c")}
+    return {name: getattr(params, name).tolist() for name in ("a1", "a2", "c", "g1", "g2")}
 
 
 def _model(
@@ -42,7 +43,7 @@ def _model(
     )
     graph = helper.make_graph([node], op, graph_inputs, [output])
     model = helper.make_model(
-        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, 1)]
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(DOMAIN, OP_VERSION)]
     )
     return model.SerializeToString()
 
@@ -59,7 +60,7 @@ def lma_model(attrs: dict[str, Any], ids_shape: Sequence[Any] | None = None) -> 
         ("M", FLOAT, None),
         ("keys", INT64, None),
         ("offsets", INT64, None),
-        ("signatures", INT64, None),
+        ("signatures", TensorProto.UINT8, None),
     ]
     return _model("LmaEmbedding", inputs, None if ids_shape else FLOAT, attrs)
 

@@ -40,21 +40,21 @@ def _session(model: bytes, library: str) -> ort.InferenceSession:
 def main(library: str) -> int:
     rng = np.random.default_rng(0)
     num_features, dim, block_size, m = 4, 8, 4, 1001
-    params = ref.HashParams.from_seed(num_features, 3)
+    params = ref.HashParams.from_seed(num_features, dim // block_size, 3)
     ids = rng.integers(0, 2**40, size=(5, num_features), dtype=np.int64)
     ids[0] = [0, 2**31 - 1, 2**31, 2**62 - 1]
     memory = rng.standard_normal(m).astype(np.float32)
     keys = np.sort(np.unique(ids[:3, 0]))
     keys = np.concatenate([keys, np.unique(ids[:2, 1])]).astype(np.int64)
     offsets = np.asarray([0, len(np.unique(ids[:3, 0])), len(keys), len(keys), len(keys)], dtype=np.int64)
-    signatures = ref.pack_signature(rng.integers(0, 16, size=(len(keys), 16)))
+    signatures = rng.integers(0, 256, size=(len(keys), ref.DEFAULT_NUM_MINHASHES)).astype(np.uint8)
     attrs = embedding_attrs(params, dim, block_size)
 
     robe = _session(robe_model(attrs), library)
     got = robe.run(None, {"ids": ids, "M": memory})[0]
     np.testing.assert_array_equal(got, ref.robe_lookup(ids, memory, params, dim, block_size))
 
-    lma = _session(lma_model({**attrs, "keys_per_block": 8}), library)
+    lma = _session(lma_model({**attrs, "keys_per_block": ref.DEFAULT_KEYS_PER_BLOCK}), library)
     feeds = {"ids": ids, "M": memory, "keys": keys, "offsets": offsets, "signatures": signatures}
     got = lma.run(None, feeds)[0]
     index = ref.lma_indices(ids, keys, offsets, signatures, params, m, dim, block_size)

@@ -116,7 +116,7 @@ def test_cpu_only_build_needs_no_cuda(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(kbuild, "find_nvcc", lambda: None)
     library = kbuild.build(kbuild.BuildConfig(cuda=kbuild.CudaMode.AUTO, build_dir=tmp_path))
     assert _info(library)["cuda"] is False and kbuild.fatbin_archs(library) == set()
-    params = ref.HashParams.from_seed(2, 1)
+    params = ref.HashParams.from_seed(2, 2, 1)
     ids, memory = np.array([[5, 2**40]], dtype=np.int64), np.arange(50, dtype=np.float32)
     out = session(robe_model(embedding_attrs(params, 4, 2)), library).run(None, {"ids": ids, "M": memory})[0]
     np.testing.assert_array_equal(out, ref.robe_lookup(ids, memory, params, 4, 2))
@@ -132,7 +132,7 @@ def test_cuda_build_holds_sm80_and_sm90_and_loads_without_a_gpu(robe_library: Pa
             kbuild.BuildConfig(kbuild.CudaMode.ON, kbuild.default_build_dir().parent / "kernels-cuda")
         )
     assert kbuild.fatbin_archs(library) == {80, 90}
-    params = ref.HashParams.from_seed(1, 2)
+    params = ref.HashParams.from_seed(1, 2, 2)
     ids, memory = np.array([[7], [2**62 - 1]], dtype=np.int64), np.arange(30, dtype=np.float32)
     out = session(robe_model(embedding_attrs(params, 6, 3)), library).run(None, {"ids": ids, "M": memory})[0]
     np.testing.assert_array_equal(out, ref.robe_lookup(ids, memory, params, 6, 3))

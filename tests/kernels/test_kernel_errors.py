@@ -13,12 +13,12 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from kernels import reference as ref
 
-PARAMS = ref.HashParams.from_seed(3, 0)
+PARAMS = ref.HashParams.from_seed(3, 2, 0)
 IDS = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
 MEMORY = np.arange(100, dtype=np.float32)
 KEYS = np.array([1, 4, 2, 3], dtype=np.int64)  # feature 0: [1, 4], feature 1: [], feature 2: [2, 3]
 OFFSETS = np.array([0, 2, 2, 4], dtype=np.int64)
-SIGNATURES = np.array([-1, 5, 7, 11], dtype=np.int64)
+SIGNATURES = np.array([[255, 5], [7, 0], [11, 3], [1, 2]], dtype=np.uint8)
 INVALID_IDS = [-1, -(2**31), 2**62, 2**62 + 1, 2**63 - 1]
 
 
@@ -31,13 +31,15 @@ def _attrs(**changes: Any) -> dict[str, Any]:
 ATTRIBUTE_ERRORS = [
     ({"a1": None}, "attribute 'a1' \\(ints\\) is required"),
     ({"embedding_dim": None}, "attribute 'embedding_dim' \\(int\\) is required"),
-    ({"a2": [1, 2]}, "attribute 'a2' has 2 values but 'a1' has 3"),
-    ({"b": [0, 1, 1]}, "attribute 'b' holds 0, outside \\[1, 2\\^31 - 2\\]"),
+    ({"a2": [1, 2]}, "attribute 'a2' has 2 values, expected 3"),
+    ({"g1": [5]}, "attribute 'g1' has 1 values, expected 2 \\(one per block"),
+    ({"g2": None}, "attribute 'g2' \\(ints\\) is required"),
+    ({"g2": [0, 1]}, "attribute 'g2' holds 0, outside \\[1, 2\\^31 - 2\\]"),
     ({"c": [1, 1, 2**31 - 1]}, "attribute 'c' holds 2147483647"),
     ({"block_size": 3}, "block_size 3 must be >= 1 and divide embedding_dim 8"),
     ({"block_size": 0}, "block_size 0 must be"),
     ({"embedding_dim": 0, "block_size": 1}, "must be >= 1 and divide embedding_dim 0"),
-    ({"a1": [], "a2": [], "b": [], "c": []}, "(attribute 'a1' \\(ints\\) is required|got none)"),
+    ({"a1": [], "a2": [], "c": []}, "(attribute 'a1' \\(ints\\) is required|got none)"),
 ]
 
 
@@ -50,9 +52,9 @@ def test_bad_attributes_fail_session_creation(
         session(make_model(_attrs(**changes)), robe_library)
 
 
-@pytest.mark.parametrize("keys_per_block", [0, 16])
+@pytest.mark.parametrize("keys_per_block", [0, 7])
 def test_lma_keys_per_block_range(robe_library: Path, keys_per_block: int) -> None:
-    with pytest.raises(Exception, match="keys_per_block must be in \\[1, 15\\]"):
+    with pytest.raises(Exception, match="keys_per_block must be in \\[1, 6\\]"):
         session(lma_model(_attrs(keys_per_block=keys_per_block)), robe_library)
 
 
@@ -80,7 +82,10 @@ RUN_ERRORS = [
     ("lma", _lma_feeds(offsets=np.array([0, 3, 2, 4])), "offsets must be"),
     ("lma", _lma_feeds(offsets=np.array([0, 2, 2, 5])), "offsets must be"),
     ("lma", _lma_feeds(offsets=np.array([0, 2, 2, 99])), "offsets must be"),
-    ("lma", _lma_feeds(signatures=SIGNATURES[:3]), "signatures must match keys"),
+    ("lma", _lma_feeds(signatures=SIGNATURES[:3]), "signatures must be uint8 \\[4, S\\].*got \\[3, 2\\]"),
+    ("lma", _lma_feeds(signatures=SIGNATURES[:, 0]), "signatures must be uint8 \\[4, S\\]"),
+    ("lma", _lma_feeds(signatures=SIGNATURES[:, :1]),
+     "signatures hold 1 minhashes per token; keys_per_block 2"),
     ("lma", _lma_feeds(keys=KEYS.reshape(2, 2)), "keys must be a vector"),
     ("vocab", _vocab_feeds(offsets=OFFSETS[:1]), "offsets must hold F \\+ 1 >= 2 values"),
     ("vocab", _vocab_feeds(offsets=np.array([0, 2, 4])), "ids must be int64 \\[batch, 2\\]"),

@@ -24,45 +24,30 @@ def _bad(ids: Any) -> np.ndarray:
 
 
 class ReferenceOps:
-    """What the CUDA ops must compute, on CPU tensors, from kernels.reference."""
+    """What the CUDA ops' plans must compute, on CPU tensors, from kernels.reference."""
 
-    def robe_forward(
-        self, ids: Any, memory: Any, params: ref.HashParams, dim: int, block: int, out: Any
-    ) -> Any:
-        bad = _bad(ids)
-        result = ref.robe_lookup(np.where(bad, 0, ids.numpy()), memory.numpy(), params, dim, block)
-        result[bad] = np.nan
-        return out.copy_(torch.from_numpy(result))
+    def robe_plan(self, params: ref.HashParams, dim: int, block: int) -> Any:
+        def call(ids: Any, memory: Any, out: Any) -> Any:
+            bad = _bad(ids)
+            result = ref.robe_lookup(np.where(bad, 0, ids.numpy()), memory.numpy(), params, dim, block)
+            result[bad] = np.nan
+            return out.copy_(torch.from_numpy(result))
 
-    def lma_forward(
-        self,
-        ids: Any,
-        memory: Any,
-        keys: Any,
-        offsets: Any,
-        signatures: Any,
-        params: ref.HashParams,
-        dim: int,
-        block: int,
-        keys_per_block: int,
-        out: Any,
-    ) -> Any:
-        bad = _bad(ids)
-        m = memory.numpy()
-        idx = ref.lma_indices(
-            np.where(bad, 0, ids.numpy()),
-            keys.numpy(),
-            offsets,
-            signatures.numpy(),
-            params,
-            len(m),
-            dim,
-            block,
-            keys_per_block,
-        )
-        result = m[idx]
-        result[bad] = np.nan
-        return out.copy_(torch.from_numpy(result))
+        return call
+
+    def lma_plan(self, params: ref.HashParams, dim: int, block: int, keys: Any, offsets: Any, signatures: Any,
+                 keys_per_block: int) -> Any:
+        def call(ids: Any, memory: Any, out: Any) -> Any:
+            bad = _bad(ids)
+            m = memory.numpy()
+            idx = ref.lma_indices(np.where(bad, 0, ids.numpy()), keys.numpy(), offsets, signatures.numpy(),
+                                  params,
+                                  len(m), dim, block, keys_per_block)
+            result = m[idx]
+            result[bad] = np.nan
+            return out.copy_(torch.from_numpy(result))
+
+        return call
 
     def vocab_forward(self, ids: Any, keys: Any, offsets: Any, out: Any) -> Any:
         bad = _bad(ids)
@@ -74,8 +59,12 @@ class ReferenceOps:
 class IdleOps:
     """Writes nothing: every check with a non-empty batch must then see the poison and fail."""
 
-    def robe_forward(self, *args: Any, **kwargs: Any) -> None: ...
-    def lma_forward(self, *args: Any, **kwargs: Any) -> None: ...
+    def robe_plan(self, *args: Any, **kwargs: Any) -> Any:
+        return lambda *call_args, **call_kwargs: None
+
+    def lma_plan(self, *args: Any, **kwargs: Any) -> Any:
+        return lambda *call_args, **call_kwargs: None
+
     def vocab_forward(self, *args: Any, **kwargs: Any) -> None: ...
 
 
@@ -116,7 +105,7 @@ def test_torch_ext_rejects_host_tensors_before_launching() -> None:
             pytest.fail(f"launcher {name} called with invalid tensors")
 
     ops = torch_ext.CudaOps(Unreachable(), torch_ext.Backend.CTYPES)
-    params = ref.HashParams.from_seed(3, 0)
+    params = ref.HashParams.from_seed(3, 2, 0)
     with pytest.raises(ValueError, match=r"contiguous CUDA torch\.int64"):
         ops.robe_forward(torch.zeros((2, 3), dtype=torch.int64), torch.zeros(10), params, 4, 2)
     with pytest.raises(ValueError, match=r"contiguous CUDA torch\.int64"):
@@ -134,9 +123,19 @@ def test_bridges_build_and_fail_cleanly_without_a_driver(backend: str) -> None:
 
     raw, used = torch_ext.build(torch_ext.Backend(backend), archs=("80", "90"))
     assert used.value == backend
-    hash_array = torch.ones(3, dtype=torch.int64)
+    features, blocks = torch.ones(3, dtype=torch.int64), torch.ones(2, dtype=torch.int64)
+    with pytest.raises((RuntimeError, ValueError), match="hash coefficients must be in"):
+        raw.plan_create(features, features, torch.zeros(3, dtype=torch.int64), blocks, blocks, None, 0)
+    with pytest.raises((RuntimeError, ValueError), match="offsets must be"):
+        raw.plan_create(features, features, features, blocks, blocks, torch.tensor([0, 1, 1, 5]), 4)
+    plan = raw.plan_create(features, features, features, blocks, blocks, None, 0)
     ids, memory, out = torch.zeros((2, 3), dtype=torch.int64), torch.zeros(10), torch.empty((2, 3, 4))
-    with pytest.raises((RuntimeError, ValueError), match="block_size must divide"):
-        raw.robe(ids, memory, hash_array, hash_array, hash_array, hash_array, 4, 3, out, 0)
-    with pytest.raises(RuntimeError, match="launch failed"):
-        raw.robe(ids, memory, hash_array, hash_array, hash_array, hash_array, 4, 2, out, 0)
+    try:
+        with pytest.raises((RuntimeError, ValueError), match="block_size must divide"):
+            raw.robe(plan, ids, memory, 4, 3, out, 0)
+        with pytest.raises((RuntimeError, ValueError), match="hash tables hold 2 blocks"):
+            raw.robe(plan, ids, memory, 4, 4, out, 0)
+        with pytest.raises(RuntimeError, match="launch failed"):
+            raw.robe(plan, ids, memory, 4, 2, out, 0)
+    finally:
+        raw.plan_destroy(plan)

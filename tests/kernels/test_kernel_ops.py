@@ -72,7 +72,8 @@ def test_lma_matches_golden_vectors(robe_library: Path, golden: dict[str, Any]) 
         feeds = {
             "ids": np.asarray(case["ids"]),
             "M": np.arange(case["m"], dtype=np.float32),
-            **{k: np.asarray(case[k], dtype=np.int64) for k in ("keys", "offsets", "signatures")},
+            **{k: np.asarray(case[k], dtype=np.int64) for k in ("keys", "offsets")},
+            "signatures": np.asarray(case["signatures"], dtype=np.uint8),
         }
         out = session(lma_model(attrs), robe_library).run(None, feeds)[0]
         np.testing.assert_array_equal(out.astype(np.int64), np.asarray(case["indices"]), err_msg=case["name"])
@@ -102,7 +103,7 @@ def embedding_shapes(draw: st.DrawFn) -> tuple[int, int, int, int, int, int]:
 def test_robe_matches_reference(robe_library: Path, shape: tuple[int, ...]) -> None:
     features, dim, block, m, batch, seed = shape
     rng = np.random.default_rng(seed)
-    params = ref.HashParams.from_seed(features, seed)
+    params = ref.HashParams.from_seed(features, dim // block, seed)
     ids, memory = _ids(rng, batch, features), rng.standard_normal(m).astype(np.float32)
     out = session(robe_model(embedding_attrs(params, dim, block)), robe_library).run(
         None, {"ids": ids, "M": memory}
@@ -112,14 +113,15 @@ def test_robe_matches_reference(robe_library: Path, shape: tuple[int, ...]) -> N
 
 
 @HYPOTHESIS
-@given(shape=embedding_shapes(), keys_per_block=st.integers(1, 15))
-def test_lma_matches_reference(robe_library: Path, shape: tuple[int, ...], keys_per_block: int) -> None:
+@given(shape=embedding_shapes(), keys_per_block=st.integers(1, 6), extra=st.integers(0, 12))
+def test_lma_matches_reference(robe_library: Path, shape: tuple[int, ...], keys_per_block: int,
+                               extra: int) -> None:
     features, dim, block, m, batch, seed = shape
     rng = np.random.default_rng(seed)
-    params = ref.HashParams.from_seed(features, seed)
+    params = ref.HashParams.from_seed(features, dim // block, seed)
     ids, memory = _ids(rng, batch, features), rng.standard_normal(m).astype(np.float32)
     keys, offsets = _vocabulary(rng, ids)
-    signatures = rng.integers(-(2**63), 2**63 - 1, size=len(keys), dtype=np.int64)
+    signatures = rng.integers(0, 256, size=(len(keys), keys_per_block + extra)).astype(np.uint8)
     attrs = embedding_attrs(params, dim, block, keys_per_block=keys_per_block)
     feeds = {"ids": ids, "M": memory, "keys": keys, "offsets": offsets, "signatures": signatures}
     out = session(lma_model(attrs), robe_library).run(None, feeds)[0]
@@ -143,7 +145,7 @@ def test_vocab_matches_reference(robe_library: Path, features: int, batch: int, 
 
 def test_thread_pool_splits_work_and_reports_the_first_bad_id(robe_library: Path) -> None:
     rng = np.random.default_rng(3)
-    params = ref.HashParams.from_seed(3, 3)
+    params = ref.HashParams.from_seed(3, 4, 3)
     ids, memory = _ids(rng, 1000, 3), rng.standard_normal(5001).astype(np.float32)  # 3000 lookups: 3 tasks
     sess = session(robe_model(embedding_attrs(params, 16, 4)), robe_library, threads=2)
     np.testing.assert_array_equal(
@@ -157,7 +159,7 @@ def test_thread_pool_splits_work_and_reports_the_first_bad_id(robe_library: Path
 
 
 def test_memory_of_exactly_one_block(robe_library: Path) -> None:
-    params = ref.HashParams.from_seed(2, 0)
+    params = ref.HashParams.from_seed(2, 1, 0)
     ids, memory = _ids(np.random.default_rng(0), 7, 2), np.arange(8, dtype=np.float32)
     out = session(robe_model(embedding_attrs(params, 8, 8)), robe_library).run(
         None, {"ids": ids, "M": memory}
@@ -167,7 +169,7 @@ def test_memory_of_exactly_one_block(robe_library: Path) -> None:
 
 @pytest.mark.parametrize("op", ["robe", "lma", "vocab"])
 def test_static_shape_inference(robe_library: Path, op: str) -> None:
-    params = ref.HashParams.from_seed(3, 0)
+    params = ref.HashParams.from_seed(3, 2, 0)
     attrs = embedding_attrs(params, 8, 4)
     model = {
         "robe": lambda: robe_model(attrs, ["batch", 3]),
@@ -177,3 +179,12 @@ def test_static_shape_inference(robe_library: Path, op: str) -> None:
     output = session(model, robe_library).get_outputs()[0]
     assert output.shape == (["batch", 3] if op == "vocab" else ["batch", 3, 8])
     assert output.type == ("tensor(int64)" if op == "vocab" else "tensor(float)")
+
+
+def test_version_1_nodes_are_refused(robe_library: Path) -> None:
+    """A node with version 1's coefficient 'b' is refused, naming the version (the opset import of a
+    version-1 model is refused before any session by export.verify and the service)."""
+    params = ref.HashParams.from_seed(3, 2, 0)
+    v1_attrs = {**embedding_attrs(params, 8, 4), "b": [1, 2, 3]}
+    with pytest.raises(Exception, match=r"hash version 1 coefficients \(attribute 'b'\).*version 2"):
+        session(robe_model(v1_attrs), robe_library)

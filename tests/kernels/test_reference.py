@@ -17,27 +17,59 @@ P = (1 << 31) - 1
 IDS = st.sampled_from(GOLDEN["special_ids"]) | st.integers(0, (1 << 62) - 1)
 
 
-def h_python(params: ref.HashParams, f: int, c: int, v: int) -> int:
-    """h(f, c, v) with Python integers (no overflow possible), straight from DESIGN.md section 3."""
+def u_python(params: ref.HashParams, f: int, v: int) -> int:
+    """u(f, v) with Python integers (no overflow possible), straight from DESIGN.md section 3."""
     lo, hi = v % (1 << 31), v // (1 << 31)
-    a1, a2, b, cc = (int(getattr(params, name)[f]) for name in ("a1", "a2", "b", "c"))
-    return ((a1 * lo) % P + (a2 * hi) % P + b * c + cc) % P
+    a1, a2, cc = (int(getattr(params, name)[f]) for name in ("a1", "a2", "c"))
+    return ((a1 * lo) % P + (a2 * hi) % P + cc) % P
+
+
+def h_python(params: ref.HashParams, f: int, c: int, v: int) -> int:
+    """h(f, c, v) = (G1[c] u(f, v) + G2[c]) mod P with Python integers."""
+    return (int(params.g1[c]) * u_python(params, f, v) + int(params.g2[c])) % P
 
 
 def test_hash_params_from_seed_follow_the_documented_draws() -> None:
-    params = ref.HashParams.from_seed(5, 42)
+    params = ref.HashParams.from_seed(5, 3, 42)
     rng = np.random.default_rng(42)
-    for name in ("a1", "a2", "b", "c"):
-        np.testing.assert_array_equal(getattr(params, name), rng.integers(1, P, size=5, dtype=np.int64))
+    for name, size in (("a1", 5), ("a2", 5), ("c", 5), ("g1", 3), ("g2", 3)):
+        np.testing.assert_array_equal(getattr(params, name), rng.integers(1, P, size=size, dtype=np.int64))
     assert ref.HashParams.from_dict(params.to_dict()).to_dict() == params.to_dict()
+    assert params.to_dict()["version"] == ref.HASH_VERSION == 2
+
+
+@pytest.mark.parametrize("version", [None, 1, 3, "2"])
+def test_other_hash_versions_are_refused(version: object) -> None:
+    data = ref.HashParams.from_seed(2, 2, 0).to_dict()
+    if version is None:
+        del data["version"]  # version 1 files had no version key
+    else:
+        data["version"] = version
+    expected = f"hash version {version if version else 1} is not supported"
+    with pytest.raises(ref.HashVersionError, match=expected):
+        ref.HashParams.from_dict(data)
 
 
 @settings(max_examples=60, deadline=None)
-@given(ids=st.lists(IDS, min_size=3, max_size=3), seed=st.integers(0, 2**32), block=st.integers(0, 128))
+@given(ids=st.lists(IDS, min_size=3, max_size=3), seed=st.integers(0, 2**32), block=st.integers(0, 15))
 def test_hash_matches_python_integers(ids: list[int], seed: int, block: int) -> None:
-    params = ref.HashParams.from_seed(3, seed)
+    params = ref.HashParams.from_seed(3, 16, seed)
     got = ref.hash_ids(np.asarray([ids], dtype=np.int64), block, params)
     assert got[0].tolist() == [h_python(params, f, block, v) for f, v in enumerate(ids)]
+    assert ref.hash_blocks(np.asarray([ids]), params)[0, :, block].tolist() == got[0].tolist()
+
+
+def test_blocks_of_colliding_keys_collide_independently() -> None:
+    """Version 2's point: a collision on block 0 says nothing about the other blocks (~1/m each)."""
+    m, blocks = 997, 16
+    params = ref.HashParams.from_seed(1, blocks, 5)
+    ids = np.arange(200_000, dtype=np.int64)[:, None]
+    offsets = ref.robe_offsets(ids, params, m, blocks, 1)[:, 0, :]  # (N, blocks)
+    order = np.argsort(offsets[:, 0], kind="stable")
+    first, rest = offsets[order, 0], offsets[order, 1:]
+    pairs = first[1:] == first[:-1]  # neighbours colliding on block 0
+    recur = (rest[1:][pairs] == rest[:-1][pairs]).mean()
+    assert recur < 3 / m, recur
 
 
 @pytest.mark.parametrize("case", GOLDEN["robe"], ids=lambda c: c["name"])
@@ -52,7 +84,7 @@ def test_golden_robe_against_python_integers(case: dict) -> None:
 
 @pytest.mark.parametrize("bad", GOLDEN["invalid_ids"])
 def test_invalid_ids_raise(bad: int) -> None:
-    params = ref.HashParams.from_seed(1, 0)
+    params = ref.HashParams.from_seed(1, 2, 0)
     ids = np.asarray([[bad]], dtype=np.uint64 if bad >= 2**63 else np.int64)
     with pytest.raises(ref.InvalidIdError):
         ref.robe_indices(ids, params, 100, 4, 2)
@@ -61,16 +93,18 @@ def test_invalid_ids_raise(bad: int) -> None:
 
 
 def test_offsets_stay_inside_memory_without_wrap_around() -> None:
-    params = ref.HashParams.from_seed(4, 3)
     ids = np.asarray([GOLDEN["special_ids"][:4], GOLDEN["special_ids"][3:]], dtype=np.int64)
     for m, dim, z in [(8, 8, 8), (9, 8, 4), (1000, 16, 1)]:
+        params = ref.HashParams.from_seed(4, dim // z, 3)
         idx = ref.robe_indices(ids, params, m, dim, z)
         assert idx.min() >= 0 and idx.max() < m
         assert (np.diff(idx.reshape(*idx.shape[:-1], dim // z, z), axis=-1) == 1).all()  # contiguous blocks
     with pytest.raises(ValueError, match="must divide"):
         ref.robe_offsets(ids, params, 100, 8, 3)
     with pytest.raises(ValueError, match="smaller than one block"):
-        ref.robe_offsets(ids, params, 3, 8, 4)
+        ref.robe_offsets(ids, params, 0, 16, 1)
+    with pytest.raises(ValueError, match="hash parameters have 16 blocks"):
+        ref.robe_offsets(ids, params, 100, 16, 4)
 
 
 def test_vocab_numbering_and_oov_rows() -> None:
@@ -79,52 +113,75 @@ def test_vocab_numbering_and_oov_rows() -> None:
     assert rows.tolist() == [[1, 3, 4], [0, 3, 5]]  # known p + f; unknown offsets[f+1] + f
 
 
-@settings(max_examples=40, deadline=None)
-@given(keys=st.lists(st.integers(0, 15), min_size=16, max_size=16))
-def test_signature_pack_round_trip(keys: list[int]) -> None:
-    packed = ref.pack_signature(np.asarray(keys))
-    assert ref.signature_keys(packed).tolist() == keys
+@pytest.mark.parametrize("case", GOLDEN["lma_selection"], ids=lambda c: str(c["sel"])[:20])
+def test_selection_is_c_k_plus_t_mod_s(case: dict) -> None:
+    blocks, k, s = case["num_blocks"], case["keys_per_block"], case["num_minhashes"]
+    assert case["sel"] == [[(c * k + t) % s for t in range(k)] for c in range(blocks)]
 
 
-def test_key_selection_picks_distinct_keys() -> None:
-    sel = ref.lma_key_selection(64, 8)
-    assert all(len(set(row)) == 8 for row in sel.tolist())
-    assert sel.min() >= 0 and sel.max() < 16
-
-
-def test_minhash_is_the_min_over_each_values_rows() -> None:
+def test_minhash_is_the_min_over_each_tokens_rows() -> None:
     values = np.asarray([7, 7, 9, 7, 9])
     rows = np.asarray([10, 3, 5, 8, 2**31 + 4])  # rows are read mod 2^31
-    unique, signatures = ref.minhash_signatures(values, rows, seed=5)
-    ga, gb = ref.minhash_params(5)
-    keys = ref.signature_keys(signatures)
+    unique, signatures = ref.minhash_signatures(values, rows, seed=5, num_minhashes=6, bits=5)
+    ga, gb = ref.minhash_params(5, 6)
+    assert signatures.dtype == np.uint8 and signatures.shape == (2, 6)
     for i, v in enumerate(unique.tolist()):
         r = [int(x) % (1 << 31) for x in rows[values == v]]
-        expected = [min((int(ga[t]) * x + int(gb[t])) % P for x in r) % 16 for t in range(16)]
-        assert keys[i].tolist() == expected
+        expected = [min((int(ga[s]) * x + int(gb[s])) % P for x in r) % 32 for s in range(6)]
+        assert signatures[i].tolist() == expected
 
 
-def test_unknown_lma_values_use_hash_keys() -> None:
-    params = ref.HashParams.from_seed(2, 1)
-    ids = np.asarray([[5, 2**40], [6, 7], [8, 9]])
-    sig = ref.lma_signatures_for(ids, np.asarray([5]), np.asarray([0, 1, 1]), np.asarray([77]), params)
-    assert sig[0, 0] == 77
-    expected = [h_python(params, 1, t, 2**40) % 16 for t in range(16)]
-    assert ref.signature_keys(sig[0, 1]).tolist() == expected
+@pytest.mark.parametrize("case", GOLDEN["lma"], ids=lambda c: c["name"])
+def test_golden_lma_against_python_integers(case: dict) -> None:
+    """Sampled tokens: h(0, c, sum_t sig[sel(c, t)] 256^t); others: h(f, c, v), read from the docs."""
+    params = ref.HashParams.from_dict(case["params"])
+    m, dim, z, k = case["m"], case["embedding_dim"], case["block_size"], case["keys_per_block"]
+    keys, offsets, sig = case["keys"], case["offsets"], case["signatures"]
+    s = case["num_minhashes"]
+    for row, out in zip(case["ids"], case["block_offsets"], strict=True):
+        for f, v in enumerate(row):
+            own = keys[offsets[f]:offsets[f + 1]]
+            expected = []
+            for c in range(dim // z):
+                if v in own:
+                    signature = sig[offsets[f] + own.index(v)]
+                    code = sum(signature[(c * k + t) % s] << (8 * t) for t in range(k))
+                    expected.append(h_python(params, 0, c, code) % (m - z + 1))
+                else:
+                    expected.append(h_python(params, f, c, v) % (m - z + 1))
+            assert out[f] == expected
+
+
+def test_tokens_with_equal_signatures_share_every_block_across_features() -> None:
+    params = ref.HashParams.from_seed(3, 4, 1)
+    keys, offsets = np.asarray([5, 11, 2**40]), np.asarray([0, 1, 2, 3])
+    signatures = np.asarray([[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 5]], dtype=np.uint8)
+    starts = ref.lma_offsets(np.asarray([[5, 11, 2**40]]), keys, offsets, signatures, params, 10_000, 8, 2)
+    assert starts[0, 0].tolist() == starts[0, 1].tolist()  # same signature in features 0 and 1
+    # k = 2 of S = 4: blocks 0 and 2 read minhashes (0, 1), equal; blocks 1 and 3 read (2, 3), not equal
+    assert starts[0, 2, [0, 2]].tolist() == starts[0, 0, [0, 2]].tolist()
+    assert starts[0, 2, 1] != starts[0, 0, 1]
+    unknown = ref.lma_offsets(np.asarray([[6, 11, 7]]), keys, offsets, signatures, params, 10_000, 8, 2)
+    robe = ref.robe_offsets(np.asarray([[6, 11, 7]]), params, 10_000, 8, 2)
+    assert unknown[0, 0].tolist() == robe[0, 0].tolist() and unknown[0, 2].tolist() == robe[0, 2].tolist()
+
+
+def test_share_probability_follows_jaccard_to_the_k() -> None:
+    p = ref.share_probability(np.asarray([0.0, 0.5, 1.0]), keys_per_block=2, bits=8, m=10**6)
+    assert p[2] == pytest.approx(1.0) and p[1] == pytest.approx((0.5 + 0.5 / 256) ** 2, rel=1e-3)
+    assert p[0] == pytest.approx(2.0**-16 + 1e-6, rel=1e-2)
 
 
 def test_batch_shape_does_not_change_offsets() -> None:
-    params = ref.HashParams.from_seed(2, 0)
+    params = ref.HashParams.from_seed(2, 2, 0)
     ids = np.asarray([[1, 2], [3, 4]])
     whole = ref.robe_offsets(ids, params, 1000, 4, 2)
     rows = np.concatenate([ref.robe_offsets(ids[i : i + 1], params, 1000, 4, 2) for i in range(2)])
     np.testing.assert_array_equal(whole, rows)
 
 
-def test_sixteen_keys_per_block_overflow_the_id_range() -> None:
-    """keys_per_block = 16 would make 64-bit codes outside the id range; 15 is the maximum."""
-    params = ref.HashParams.from_seed(1, 0)
-    signatures = ref.pack_signature(np.full((1, 1, 16), 15))
-    with pytest.raises(ValueError, match="keys_per_block"):
-        ref.lma_offsets(signatures, params, 100, 4, 4, keys_per_block=16)
-    assert ref.lma_offsets(signatures, params, 100, 4, 4, keys_per_block=15).shape == (1, 1, 1)
+@pytest.mark.parametrize(("num_minhashes", "keys_per_block"), [(4, 5), (8, 7), (8, 0), (0, 1), (256, 2)])
+def test_lma_shape_limits(num_minhashes: int, keys_per_block: int) -> None:
+    """k <= min(S, 6) keeps codes below 2^48 (exact in float64); S <= 255."""
+    with pytest.raises(ValueError, match=r"keys_per_block|minhashes"):
+        ref.check_lma_shape(num_minhashes, keys_per_block)

@@ -30,7 +30,7 @@ def robe_params(path: Path) -> ref.HashParams:
     nodes = onnx.load(str(path), load_external_data=False).graph.node
     node = next(n for n in nodes if n.op_type == "RobeEmbedding")
     attrs = {a.name: list(a.ints) for a in node.attribute if a.ints}
-    return ref.HashParams(0, *(np.asarray(attrs[k], dtype=np.int64) for k in ("a1", "a2", "b", "c")))
+    return ref.HashParams(0, *(np.asarray(attrs[k], dtype=np.int64) for k in ("a1", "a2", "c", "g1", "g2")))
 
 
 def test_embedding_stage_of_robe_equals_the_reference(tiny_models) -> None:

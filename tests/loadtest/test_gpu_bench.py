@@ -28,9 +28,12 @@ class ReferenceOps:
         self.mode = mode
         self.calls = 0
 
-    def robe_forward(
-        self, ids: torch.Tensor, memory: torch.Tensor, params: ref.HashParams, dim: int, block_size: int
-    ) -> torch.Tensor:
+    def robe_plan(self, params: ref.HashParams, dim: int, block_size: int) -> Any:
+        """As CudaOps.robe_plan: the launcher of one embedding, made once."""
+        return lambda ids, memory: self.robe_forward(ids, memory, params, dim, block_size)
+
+    def robe_forward(self, ids: torch.Tensor, memory: torch.Tensor, params: ref.HashParams, dim: int,
+                     block_size: int) -> torch.Tensor:
         self.calls += 1
         if self.mode == "raises":
             raise RuntimeError("ai.robe CUDA: invalid device function")

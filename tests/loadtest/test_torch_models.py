@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 
 
 def test_torch_lookup_is_bit_exact_with_the_reference() -> None:
-    params = ref.HashParams.from_seed(3, seed=7)
+    params = ref.HashParams.from_seed(3, num_blocks=2, seed=7)
     memory = torch.randn(1000)
     ids = torch.tensor([[0, 1, 2**62 - 1], [2**31 - 1, 2**31, 12345]])
     got = torch_lookup(params, dim=8, block_size=4, device=CPU)(ids, memory)

@@ -36,7 +36,7 @@ from training.dlrm.factory import (
     embedding_state,
     full_bytes,
 )
-from training.dlrm.signatures import SetKind, learn_signatures
+from training.dlrm.signatures import SignatureSampleError, learn_signatures
 
 GOLDEN = json.loads((Path(__file__).parents[1] / "golden" / "hash_golden.json").read_text())
 DEVICES = [pytest.param("cpu"), pytest.param("cuda", marks=pytest.mark.skipif(
@@ -51,7 +51,9 @@ def _robe(params: ref.HashParams, m: int, dim: int, block_size: int) -> RobeEmbe
     config = RobeConfig(params.num_features, dim, memory_size=m, block_size=block_size, seed=params.seed)
     module = RobeEmbedding(replace(config, memory_size=config.block_size))  # golden m reaches 2^31 floats
     module.config = config  # indices only: the small memory is never read
-    module.coefficients.copy_(hashing.coefficients_tensor(params))
+    features, blocks = hashing.coefficient_tensors(params)
+    module.coefficients.copy_(features)
+    module.block_coefficients.copy_(blocks)
     return module
 
 
@@ -67,15 +69,15 @@ def test_robe_indices_match_golden(case: dict[str, Any], device: str) -> None:
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("case", GOLDEN["hash"], ids=lambda c: c["name"])
 def test_hash_blocks_match_golden(case: dict[str, Any], device: str) -> None:
-    coefficients = hashing.coefficients_tensor(_params(case)).to(device)
-    got = hashing.hash_blocks(torch.tensor(case["ids"], device=device), case["num_blocks"], coefficients)
+    features, blocks = (t.to(device) for t in hashing.coefficient_tensors(_params(case)))
+    got = hashing.hash_blocks(torch.tensor(case["ids"], device=device), features, blocks)
     assert got.tolist() == case["h"]
 
 
 @pytest.mark.parametrize("case", GOLDEN["hash_rows"], ids=lambda c: c["name"])
 def test_hash_rows_match_golden(case: dict[str, Any]) -> None:
-    coefficients = hashing.coefficients_tensor(_params(case))
-    got = hashing.hash_rows(torch.tensor(case["ids"]), coefficients, torch.tensor(case["rows"]))
+    features, blocks = hashing.coefficient_tensors(_params(case))
+    got = hashing.hash_rows(torch.tensor(case["ids"]), features, blocks, torch.tensor(case["rows"]))
     assert got.tolist() == case["out"]
 
 
@@ -91,12 +93,16 @@ def test_vocab_lookup_matches_golden(case: dict[str, Any], device: str) -> None:
 @pytest.mark.parametrize("case", GOLDEN["lma"], ids=lambda c: c["name"])
 def test_lma_indices_match_golden(case: dict[str, Any], device: str) -> None:
     params = _params(case)
-    signatures = Signatures(*(np.asarray(case[k], np.int64) for k in ("keys", "offsets", "signatures")))
+    signatures = Signatures(np.asarray(case["keys"], np.int64), np.asarray(case["offsets"], np.int64),
+                            np.asarray(case["signatures"], np.uint8))
     config = LmaConfig(params.num_features, case["embedding_dim"], memory_size=case["m"],
-                       block_size=case["block_size"], seed=params.seed, keys_per_block=case["keys_per_block"])
-    module = LmaEmbedding(config, signatures).to(device)
+                       block_size=case["block_size"], seed=params.seed, keys_per_block=case["keys_per_block"],
+                       num_minhashes=case["num_minhashes"])
+    small = LmaConfig(**{**config.__dict__, "memory_size": config.block_size})  # golden m reaches 2^31 floats
+    module = LmaEmbedding(small, signatures)
+    module.config = config  # indices only: the small memory is never read
+    module = module.to(device)
     ids = torch.tensor(case["ids"], device=device)
-    assert module.signatures_for(ids).tolist() == case["signatures_for"]
     assert module.block_offsets(ids).tolist() == case["block_offsets"]
     assert module.indices(ids).tolist() == case["indices"]
 
@@ -104,7 +110,8 @@ def test_lma_indices_match_golden(case: dict[str, Any], device: str) -> None:
 @pytest.mark.parametrize("case", GOLDEN["minhash"], ids=lambda c: c["name"])
 def test_golden_minhash_is_current(case: dict[str, Any]) -> None:
     values, rows = np.asarray(case["values"]), np.asarray(case["rows"])
-    unique, signatures = ref.minhash_signatures(values, rows, case["seed"])
+    unique, signatures = ref.minhash_signatures(values, rows, case["seed"], case["num_minhashes"],
+                                                case["bits"])
     assert unique.tolist() == case["unique"] and signatures.tolist() == case["signatures"]
 
 
@@ -136,20 +143,20 @@ def test_robe_and_hash_match_reference(shape: tuple[int, int, int, int, int], da
     num_features, dim, block_size, m, seed = shape
     ids = np.asarray(data.draw(st.lists(st.lists(EDGE_IDS, min_size=num_features, max_size=num_features),
                                         min_size=1, max_size=4)), dtype=np.int64)
-    params = ref.HashParams.from_seed(num_features, seed)
+    params = ref.HashParams.from_seed(num_features, dim // block_size, seed)
     module = _robe(params, m, dim, block_size)
     np.testing.assert_array_equal(module.indices(torch.from_numpy(ids)).numpy(),
                                   ref.robe_indices(ids, params, m, dim, block_size))
     counts = st.lists(st.integers(1, 2**40), min_size=num_features, max_size=num_features)
     rows = np.asarray(data.draw(counts))
-    coefficients = hashing.coefficients_tensor(params)
-    got = hashing.hash_rows(torch.from_numpy(ids), coefficients, torch.from_numpy(rows))
+    features, blocks = hashing.coefficient_tensors(params)
+    got = hashing.hash_rows(torch.from_numpy(ids), features, blocks, torch.from_numpy(rows))
     np.testing.assert_array_equal(got.numpy(), ref.hash_rows(ids, params, rows))
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=robe_shapes(), keys_per_block=st.integers(1, 15), data=st.data())
-def test_lma_matches_reference(shape: tuple[int, int, int, int, int], keys_per_block: int,
+@given(shape=robe_shapes(), keys_per_block=st.integers(1, 6), extra=st.integers(0, 10), data=st.data())
+def test_lma_matches_reference(shape: tuple[int, int, int, int, int], keys_per_block: int, extra: int,
                                data: st.DataObject) -> None:
     num_features, dim, block_size, m, seed = shape
     ids = np.asarray(data.draw(st.lists(st.lists(EDGE_IDS, min_size=num_features, max_size=num_features),
@@ -157,10 +164,11 @@ def test_lma_matches_reference(shape: tuple[int, int, int, int, int], keys_per_b
     known = [sorted(set(ids[::2, f].tolist())) for f in range(num_features)]
     keys = np.asarray([k for feature in known for k in feature], dtype=np.int64)
     offsets = np.cumsum([0] + [len(k) for k in known]).astype(np.int64)
-    sig = ref.pack_signature(np.random.default_rng(seed).integers(0, 16, size=(len(keys), 16)))
-    params = ref.HashParams.from_seed(num_features, seed)
+    num_minhashes = keys_per_block + extra
+    sig = np.random.default_rng(seed).integers(0, 4, size=(len(keys), num_minhashes)).astype(np.uint8)
+    params = ref.HashParams.from_seed(num_features, dim // block_size, seed)
     config = LmaConfig(num_features, dim, memory_size=min(m, 10_000), block_size=block_size, seed=seed,
-                       keys_per_block=keys_per_block)
+                       keys_per_block=keys_per_block, num_minhashes=num_minhashes)
     module = LmaEmbedding(config, Signatures(keys, offsets, sig))
     expected = ref.lma_indices(ids, keys, offsets, sig, params, config.memory_size, dim, block_size,
                                keys_per_block)
@@ -226,10 +234,11 @@ def _categorical(rows: int = 3000, features: int = 4, seed: int = 0) -> np.ndarr
 @pytest.mark.parametrize("budget", [300, 2000, 20_000])
 def test_built_embedding_fits_budget(method: Method, budget: int) -> None:
     categorical = _categorical()
-    spec = EmbeddingSpec(method, block_size=2, signature_rows=1000)
+    spec = EmbeddingSpec(method, block_size=2)
     module = build_embedding(spec, 8, categorical, budget)
     assert module.parameter_bytes() <= budget
     assert module.parameter_bytes() > budget * 0.8
+    assert module.array_bytes() <= module.parameter_bytes()
     assert module(torch.from_numpy(categorical[:5])).shape == (5, 4, 8)
 
 
@@ -250,26 +259,58 @@ def test_hash_rows_water_filling() -> None:
     assert full_bytes(_categorical(), 8) == full_table_bytes(len(build_vocabulary(_categorical())[0]), 4, 8)
 
 
-@pytest.mark.parametrize("kind", list(SetKind))
-def test_learned_signatures_match_reference(kind: SetKind) -> None:
+def test_learned_signatures_match_reference() -> None:
     categorical = _categorical(rows=500)
-    sig = learn_signatures(categorical, max_values=40, sample_size=300, seed=1, minhash_seed=2, kind=kind)
+    sig = learn_signatures(categorical, max_tokens=40, sample_size=500, seed=1, minhash_seed=2,
+                           num_minhashes=6, bits=7)
     assert len(sig.keys) <= 40 and sig.offsets[-1] == len(sig.keys)
-    if kind is SetKind.ROWS:
-        rows = np.sort(np.random.default_rng(1).choice(500, size=300, replace=False))
-        f = 0
-        values = categorical[rows, f]
-        mask = np.isin(values, sig.keys[sig.offsets[0]:sig.offsets[1]])
-        unique, expected = ref.minhash_signatures(values[mask], rows[mask], 2)
-        assert unique.tolist() == sig.keys[:sig.offsets[1]].tolist()
-        assert expected.tolist() == sig.signatures[:sig.offsets[1]].tolist()
+    assert sig.signatures.shape == (len(sig.keys), 6)
+    values = categorical[:, 0]
+    mask = np.isin(values, sig.keys[sig.offsets[0]:sig.offsets[1]])
+    unique, expected = ref.minhash_signatures(values[mask], np.arange(500)[mask], 2, 6, 7)
+    assert unique.tolist() == sig.keys[:sig.offsets[1]].tolist()
+    assert expected.tolist() == sig.signatures[:sig.offsets[1]].tolist()
+
+
+def test_aliased_tokens_of_different_features_share_memory() -> None:
+    """Feature 1 copies feature 0 (an alias): the tokens' row sets are equal, so every block is shared."""
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 30, size=2000)
+    categorical = np.stack([base, base + 1000, rng.integers(0, 30, size=2000)], axis=1).astype(np.int64)
+    module = build_embedding(EmbeddingSpec(Method.LMA, block_size=1), 8, categorical, 50_000)
+    assert isinstance(module, LmaEmbedding) and module.keys.numel() == 90
+    starts = module.block_offsets(torch.tensor([[3, 1003, 3]]))[0]
+    assert starts[0].tolist() == starts[1].tolist()  # aliases: one embedding
+    assert (starts[0] != starts[2]).sum() >= 6  # unrelated token of feature 2: ~1/m shared blocks
+
+
+def test_signature_sample_below_125k_rows_is_refused_when_the_data_has_more() -> None:
+    categorical = np.zeros((130_000, 2), dtype=np.int64)
+    with pytest.raises(SignatureSampleError, match="100,000 rows is below the 125,000"):
+        learn_signatures(categorical, 10, sample_size=100_000, seed=0, minhash_seed=0)
+    small = _categorical(rows=500)
+    assert len(learn_signatures(small, 10, sample_size=500, seed=0, minhash_seed=0).keys) == 10
+
+
+def test_k_larger_than_the_minhashes_is_refused() -> None:
+    with pytest.raises(ValueError,
+                       match="keys_per_block k=9 must be in \\[1, 6\\] and at most the 8 minhashes"):
+        EmbeddingSpec(Method.LMA, keys_per_block=9, num_minhashes=8)
+    with pytest.raises(ValueError, match="at most the 2 minhashes"):
+        EmbeddingSpec(Method.LMA, keys_per_block=3, num_minhashes=2)
+
+
+def test_checkpoint_state_with_another_hash_version_is_refused() -> None:
+    module = build_embedding(EmbeddingSpec(Method.ROBE), 4, _categorical(), 5000)
+    state = embedding_state(module)
+    with pytest.raises(ref.HashVersionError, match="hash version 1"):
+        embedding_from_state({**state, "hash_version": 1})
 
 
 @pytest.mark.parametrize("method", list(Method))
 def test_state_round_trip(method: Method) -> None:
     categorical = _categorical()
-    module = build_embedding(EmbeddingSpec(method, signature_rows=500), 4, categorical,
-                             None if method is Method.FULL else 5000)
+    module = build_embedding(EmbeddingSpec(method), 4, categorical, None if method is Method.FULL else 5000)
     rebuilt = embedding_from_state(embedding_state(module))
     rebuilt.load_state_dict(module.state_dict())
     ids = torch.from_numpy(categorical[:20])

@@ -35,7 +35,7 @@ def planted_split(rows: int, seed: int, num_dense: int = 3, num_features: int = 
 def make_model(method: Method, train: Split, budget: int | None = None, seed: int = 0) -> DLRM:
     torch.manual_seed(seed)
     config = DLRMConfig.preset("tiny", train.dense.shape[1], train.categorical.shape[1])
-    spec = EmbeddingSpec(method, block_size=4, signature_rows=1000)
+    spec = EmbeddingSpec(method, block_size=4)
     embedding = build_embedding(spec, config.embedding_dim, train.categorical, budget,
                                 torch.Generator().manual_seed(seed))
     return DLRM(config, embedding)
@@ -57,7 +57,7 @@ def test_training_learns_the_planted_signal(method: Method, budget: int | None, 
 
 def test_without_dense_features(tmp_path: Path) -> None:
     train, val = planted_split(3000, 0, num_dense=0), planted_split(1000, 1, num_dense=0)
-    model = make_model(Method.ROBE, train, 3000)
+    model = make_model(Method.ROBE, train, 6000)
     metrics = Trainer(model, train, val, TrainConfig(batch_size=100, epochs=2), tmp_path,
                       torch.device("cpu"), {}).fit()
     assert metrics["auc"] > 0.7
@@ -173,7 +173,7 @@ def test_preloaded_splits_train_like_memmaps(tmp_path: Path) -> None:
     cpu = torch.device("cpu")
     results = []
     for preload in (False, True):
-        model = make_model(Method.ROBE, train, 3000)
+        model = make_model(Method.ROBE, train, 6000)
         splits: tuple[AnySplit, AnySplit] = (train, val)
         if preload:
             splits = (train.preload(cpu), val.preload(cpu))

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 FLOAT_BYTES = 4
 INT64_BYTES = 8
-HASH_ARRAYS = 4  # A1, A2, B, C
+FEATURE_HASH_ARRAYS = 3  # A1, A2, C per feature
+BLOCK_HASH_ARRAYS = 2  # G1, G2 per block (hash version 2)
 
 _UNITS = {
     "": 1, "B": 1,
@@ -64,9 +65,9 @@ def resolve_budget(memory: str | None, compression: float | None, full_bytes: in
     return int(full_bytes / compression)
 
 
-def hash_param_bytes(num_features: int) -> int:
-    """Bytes of the hash coefficients (A1, A2, B, C per feature) a hashed embedding serves with."""
-    return HASH_ARRAYS * INT64_BYTES * num_features
+def hash_param_bytes(num_features: int, num_blocks: int) -> int:
+    """Bytes of the hash coefficients (A1, A2, C per feature, G1, G2 per block) an embedding serves with."""
+    return (FEATURE_HASH_ARRAYS * num_features + BLOCK_HASH_ARRAYS * num_blocks) * INT64_BYTES
 
 
 def full_table_bytes(num_keys: int, num_features: int, embedding_dim: int) -> int:

@@ -9,11 +9,12 @@ arrays, so ``torch.load(..., weights_only=False)``)::
       "model_config": asdict(DLRMConfig),          # name, num_dense, num_features, embedding_dim,
                                                    # bottom_mlp, top_mlp
       "embedding": {
+          "hash_version": 2,                       # DESIGN.md section 3; any other version is refused
           "method": "full" | "hash" | "robe" | "lma",
           "config": asdict(FullConfig | HashConfig | RobeConfig | LmaConfig),
-          "hash": HashParams.to_dict() or None,    # seed, a1, a2, b, c (lists of F ints)
-          "arrays": {...},                         # np.int64 arrays: full: keys [K], offsets [F+1];
-                                                   # lma: keys, offsets, signatures [K]; hash/robe: {}
+          "hash": HashParams.to_dict() or None,    # version, seed, a1, a2, c (F ints), g1, g2 (d/Z ints)
+          "arrays": {...},                         # full: keys [K], offsets [F+1] (int64); lma: keys,
+                                                   # offsets (int64), signatures (uint8 [K, S]); else {}
       },
       "state_dict": DLRM.state_dict(),             # embedding weights under "embedding.table.weight"
                                                    # (full, hash) or "embedding.memory" (robe, lma)
@@ -28,7 +29,8 @@ arrays, so ``torch.load(..., weights_only=False)``)::
     }
 
 ``RUN_DIR/metrics.json`` holds at least ``auc``, ``logloss``, ``parameter_bytes`` (whole model: MLP weights
-+ everything the embedding serves with), ``embedding_bytes``, ``samples_per_s``, ``steps``, ``config``,
++ everything the embedding serves with), ``embedding_bytes``, ``array_bytes`` (the table or shared array
+alone), ``samples_per_s``, ``steps``, ``config``,
 ``method``, ``compression`` (full-table embedding bytes / this embedding's bytes), the history of
 evaluations and, when the data has a test split, ``test_auc`` and ``test_logloss``. With ``--restore-best``
 the checkpoint holds the best validation weights and metrics.json describes them (``best_step``). Both

@@ -24,13 +24,13 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from kernels import reference as ref
 from kernels.reference import InvalidIdError
 from training.dlrm import budget as sizing
 from training.dlrm import checkpoint as ckpt
 from training.dlrm.embeddings import CompressedEmbedding, Method, TableEmbedding
 from training.dlrm.factory import EmbeddingSpec, build_embedding, full_bytes
 from training.dlrm.model import DLRM, DLRMConfig, Preset
-from training.dlrm.signatures import SetKind
 from training.dlrm.trainer import AnySplit, Split, TrainConfig, Trainer
 
 logger = logging.getLogger(__name__)
@@ -64,15 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval-rows", type=int, help="validation rows of periodic evaluations (final: all)")
     add("--restore-best", action="store_true", help="end with the weights of the best validation AUC")
     add("--target-auc", type=float, help="stop when the validation AUC reaches this")
-    add("--block-size", type=int, help="Z for robe/lma (default: d, one block per lookup)")
+    add("--block-size", type=int, help="Z for robe/lma (default: robe d, one block per lookup; lma 1)")
     add("--seed", type=int, default=0)
     add("--lr-embedding", type=float, default=0.05, help="Adagrad learning rate of the embedding")
     add("--lr-dense", type=float, default=1e-3, help="Adam learning rate of the MLPs")
     add("--init-scale", type=float, default=0.05, help="embedding weights start in U(-s, s)")
     add("--min-count", type=int, default=1, help="full tables: rarer values share one OOV row")
-    add("--lma-sets", default=SetKind.ROWS.value, choices=[k.value for k in SetKind])
-    add("--signature-fraction", type=float, default=0.5, help="LMA: share of the budget for signatures")
-    add("--signature-rows", type=int, default=500_000, help="LMA: rows sampled for signatures")
+    add("--lma-k", type=int, default=ref.DEFAULT_KEYS_PER_BLOCK, help="LMA: minhashes per block code (k)")
+    add("--lma-minhashes", type=int, default=ref.DEFAULT_NUM_MINHASHES, help="LMA: minhashes per token (K)")
+    add("--lma-bits", type=int, default=ref.DEFAULT_MINHASH_BITS, help="LMA: bits kept of each minhash (b)")
+    add("--signature-fraction", type=float, default=0.25,
+        help="LMA: largest share of the budget for signatures")
+    add("--lma-sample-rows", "--signature-rows", dest="signature_rows", type=int,
+        default=ref.DEFAULT_SIGNATURE_ROWS, help="LMA: rows sampled for the row sets (>= 125000)")
     add("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add("--threads", type=int, help="torch CPU threads")
     add("--cache-dir", type=Path, help="where raw data files are preprocessed into shards")
@@ -120,8 +124,9 @@ def _model_bytes(model: DLRM, embedding: CompressedEmbedding) -> int:
 
 def _spec(args: argparse.Namespace) -> EmbeddingSpec:
     return EmbeddingSpec(Method(args.embedding), args.block_size, args.seed, args.min_count, args.init_scale,
-                         signature_fraction=args.signature_fraction, signature_rows=args.signature_rows,
-                         signature_sets=SetKind(args.lma_sets))
+                         keys_per_block=args.lma_k, num_minhashes=args.lma_minhashes,
+                         minhash_bits=args.lma_bits,
+                         signature_fraction=args.signature_fraction, signature_rows=args.signature_rows)
 
 
 def build_model(args: argparse.Namespace, train: Split,
@@ -146,6 +151,7 @@ def build_model(args: argparse.Namespace, train: Split,
         "block_size": getattr(embedding.config, "block_size", None),
         "compression": reference / embedding.parameter_bytes(),
         "embedding_bytes": embedding.parameter_bytes(),
+        "array_bytes": embedding.array_bytes(),
         "parameter_bytes": _model_bytes(model, embedding),
         "full_embedding_bytes": reference,
         "budget_bytes": budget,

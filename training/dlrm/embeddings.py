@@ -8,13 +8,16 @@ Attributes export reads (all plain tensors or ints, documented per class):
 
 - ``FullEmbedding``: ``weight`` [K+F, d] (the parameter ``table.weight``), buffers ``keys`` [K] and
   ``offsets`` [F+1] (``VocabLookup``).
-- ``HashEmbedding``: ``weight`` [sum(rows), d] (``table.weight``), buffers ``coefficients`` [4, F] (rows A1,
-  A2, B, C), ``rows`` [F] and ``row_offsets`` [F] (first row of each feature's table), ``config.seed``.
-- ``RobeEmbedding``: ``memory`` [m], ``coefficients`` [4, F], ``config.block_size``, ``config.seed``.
-- ``LmaEmbedding``: as ROBE plus buffers ``keys`` [K], ``offsets`` [F+1], ``signatures`` [K] and
+- ``HashEmbedding``: ``weight`` [sum(rows), d] (``table.weight``), buffers ``coefficients`` [3, F] (rows A1,
+  A2, C), ``block_coefficients`` [2, 1] (G1, G2 of the one block), ``rows`` [F] and ``row_offsets`` [F]
+  (first row of each feature's table), ``config.seed``.
+- ``RobeEmbedding``: ``memory`` [m], ``coefficients`` [3, F], ``block_coefficients`` [2, d/Z],
+  ``config.block_size``, ``config.seed``.
+- ``LmaEmbedding``: as ROBE plus buffers ``keys`` [K], ``offsets`` [F+1], ``signatures`` uint8 [K, S] and
   ``config.keys_per_block``.
 
-``hash_params()`` returns the coefficients as ``kernels.reference.HashParams``.
+``hash_params()`` returns the coefficients as ``kernels.reference.HashParams`` (hash version 2).
+``array_bytes()`` counts the weights alone (table or shared array), ``parameter_bytes()`` all serving bytes.
 """
 
 from __future__ import annotations
@@ -112,20 +115,25 @@ class RobeConfig(EmbeddingConfig):
 
 @dataclass(frozen=True)
 class LmaConfig(RobeConfig):
-    """LMA: ROBE-Z addressed by block codes of learned minhash signatures.
+    """LMA: ROBE-Z whose sampled tokens are addressed by block codes of their minhash signatures.
 
     Args:
-        keys_per_block: k, signature keys per block code (1..15, so codes stay below 2^62).
-        minhash_seed: seed of the row hashes g_t of ``kernels.reference.minhash_signatures``.
+        keys_per_block: k, minhashes combined into each block code (1..6, at most ``num_minhashes``).
+        num_minhashes: S (K in DESIGN.md section 1), minhashes per token signature.
+        minhash_bits: b, bits kept of each minhash (1..8, stored one uint8 each).
+        minhash_seed: seed of the row hashes g_s of ``kernels.reference.minhash_signatures``.
     """
 
     keys_per_block: int = ref.DEFAULT_KEYS_PER_BLOCK
+    num_minhashes: int = ref.DEFAULT_NUM_MINHASHES
+    minhash_bits: int = ref.DEFAULT_MINHASH_BITS
     minhash_seed: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 1 <= self.keys_per_block <= 15:
-            raise ValueError(f"keys_per_block must be in [1, 15], got {self.keys_per_block}")
+        ref.check_lma_shape(self.num_minhashes, self.keys_per_block)
+        if not 1 <= self.minhash_bits <= ref.MAX_MINHASH_BITS:
+            raise ValueError(f"minhash_bits must be in [1, {ref.MAX_MINHASH_BITS}], got {self.minhash_bits}")
 
 
 class CompressedEmbedding(nn.Module):
@@ -142,6 +150,10 @@ class CompressedEmbedding(nn.Module):
     def parameter_bytes(self) -> int:
         """Bytes needed at serving time: weights plus hash, vocabulary and signature tables."""
 
+    @abstractmethod
+    def array_bytes(self) -> int:
+        """Bytes of the weights alone (the table, or the shared array M), as the papers count memory."""
+
     def export_arrays(self) -> dict[str, np.ndarray]:
         """Non-weight tensors a checkpoint must keep to rebuild this module (vocabulary, signatures)."""
         return {}
@@ -150,7 +162,14 @@ class CompressedEmbedding(nn.Module):
         coefficients = getattr(self, "coefficients", None)
         if coefficients is None:
             return None
-        return hashing.params_from_tensor(getattr(self.config, "seed", 0), coefficients)
+        return hashing.params_from_tensors(getattr(self.config, "seed", 0), coefficients,
+                                           self.get_buffer("block_coefficients"))
+
+    def _register_hash(self, num_features: int, num_blocks: int, seed: int) -> None:
+        features, blocks = hashing.coefficient_tensors(ref.HashParams.from_seed(num_features, num_blocks,
+                                                                                seed))
+        self.register_buffer("coefficients", features)
+        self.register_buffer("block_coefficients", blocks)
 
 
 def _uniform(shape: tuple[int, ...], scale: float, generator: torch.Generator | None) -> nn.Parameter:
@@ -179,6 +198,9 @@ class TableEmbedding(CompressedEmbedding):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.table(self.indices(ids))  # (B, F, d)
+
+    def array_bytes(self) -> int:
+        return self.table.weight.numel() * FLOAT_BYTES
 
 
 class FullEmbedding(TableEmbedding):
@@ -250,14 +272,14 @@ class HashEmbedding(TableEmbedding):
     method = Method.HASH
     config: HashConfig
     coefficients: torch.Tensor
+    block_coefficients: torch.Tensor
     rows: torch.Tensor
     row_offsets: torch.Tensor
 
     def __init__(self, config: HashConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
-        params = ref.HashParams.from_seed(config.num_features, config.seed)
-        self.register_buffer("coefficients", hashing.coefficients_tensor(params))
+        self._register_hash(config.num_features, 1, config.seed)
         self.register_buffer("rows", torch.tensor(config.rows, dtype=torch.int64))
         first_rows = np.cumsum((0, *config.rows[:-1]))
         self.register_buffer("row_offsets", torch.tensor(first_rows, dtype=torch.int64))
@@ -266,14 +288,15 @@ class HashEmbedding(TableEmbedding):
     def local_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """``reference.hash_rows``: the row within each feature's table, int64 [B, F]."""
         hashing.check_ids(ids)
-        return hashing.hash_rows(ids, self.coefficients, self.rows)
+        return hashing.hash_rows(ids, self.coefficients, self.block_coefficients, self.rows)
 
     def indices(self, ids: torch.Tensor) -> torch.Tensor:
         return self.local_rows(ids) + self.row_offsets  # (B, F)
 
     def parameter_bytes(self) -> int:
         table = sum(self.config.rows) * self.config.embedding_dim * FLOAT_BYTES
-        return table + hash_param_bytes(self.config.num_features) + self.config.num_features * INT64_BYTES
+        hashed = hash_param_bytes(self.config.num_features, 1)
+        return table + hashed + self.config.num_features * INT64_BYTES
 
 
 class RobeEmbedding(CompressedEmbedding):
@@ -291,18 +314,18 @@ class RobeEmbedding(CompressedEmbedding):
     method = Method.ROBE
     config: RobeConfig
     coefficients: torch.Tensor
+    block_coefficients: torch.Tensor
 
     def __init__(self, config: RobeConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
-        params = ref.HashParams.from_seed(config.num_features, config.seed)
-        self.register_buffer("coefficients", hashing.coefficients_tensor(params))
+        self._register_hash(config.num_features, config.num_blocks, config.seed)
         self.memory = _uniform((config.memory_size,), config.init_scale, generator)
 
     def block_offsets(self, ids: torch.Tensor) -> torch.Tensor:
         """``reference.robe_offsets``: int64 [B, F, d/Z]."""
         hashing.check_ids(ids)
-        hashes = hashing.hash_blocks(ids, self.config.num_blocks, self.coefficients)
+        hashes = hashing.hash_blocks(ids, self.coefficients, self.block_coefficients)
         return hashing.block_starts(hashes, self.config.memory_size, self.config.block_size)
 
     def indices(self, ids: torch.Tensor) -> torch.Tensor:
@@ -312,18 +335,21 @@ class RobeEmbedding(CompressedEmbedding):
         idx = self.indices(ids)
         return self.memory.index_select(0, idx.reshape(-1)).view(idx.shape)  # (B, F, d)
 
+    def array_bytes(self) -> int:
+        return self.config.memory_size * FLOAT_BYTES
+
     def parameter_bytes(self) -> int:
-        return self.config.memory_size * FLOAT_BYTES + hash_param_bytes(self.config.num_features)
+        return self.array_bytes() + hash_param_bytes(self.config.num_features, self.config.num_blocks)
 
 
 @dataclass(frozen=True)
 class Signatures:
-    """Learned LMA signatures: feature ``f``'s values ``keys[offsets[f]:offsets[f+1]]`` (sorted).
+    """Minhash signatures of the sampled tokens: feature ``f``'s values ``keys[offsets[f]:offsets[f+1]]``.
 
     Args:
-        keys: int64 [K].
+        keys: int64 [K], sorted within each feature.
         offsets: int64 [F+1].
-        signatures: int64 [K], 16 4-bit minhash keys each (``kernels.reference`` layout).
+        signatures: uint8 [K, S], S b-bit minhashes of each token's row set (``kernels.reference``).
     """
 
     keys: np.ndarray
@@ -331,22 +357,31 @@ class Signatures:
     signatures: np.ndarray = field(repr=False)
 
     def __post_init__(self) -> None:
-        if self.keys.shape != self.signatures.shape or self.offsets[-1] != len(self.keys):
+        if self.signatures.dtype != ref.SIGNATURE_DTYPE or self.signatures.ndim != 2:
+            raise ValueError(f"signatures must be uint8 [K, S], got {self.signatures.dtype} "
+                             f"{self.signatures.shape}")
+        if len(self.keys) != len(self.signatures) or self.offsets[-1] != len(self.keys):
             raise ValueError("keys, offsets and signatures disagree")
 
     @property
+    def num_minhashes(self) -> int:
+        return int(self.signatures.shape[1])
+
+    @property
     def num_bytes(self) -> int:
-        return (2 * len(self.keys) + len(self.offsets)) * INT64_BYTES
+        """Keys and offsets (int64) plus the signatures (one byte per minhash)."""
+        return (len(self.keys) + len(self.offsets)) * INT64_BYTES + self.signatures.size
 
 
 class LmaEmbedding(RobeEmbedding):
-    """LMA: ROBE-Z whose block offsets hash codes built from each value's minhash signature.
+    """LMA (DESIGN.md section 1): tokens that occur in the same rows share memory, across features.
 
-    Values with a learned signature (``signatures``, from ``training.dlrm.signatures.learn_signatures``) share
-    memory with values whose training rows overlap; other values get ``h(f, t, v) mod 16`` keys.
+    A sampled token (a key of its feature in ``signatures``, from ``training.dlrm.signatures``) reads
+    block ``c`` at ``h(0, c, code_c)``, its code made of ``k`` of its minhashes, through one global hash;
+    any other token reads its ROBE-Z locations ``h(f, c, v)``.
 
     Example:
-        >>> sig = Signatures(np.array([5]), np.array([0, 1, 1]), np.array([123]))
+        >>> sig = Signatures(np.array([5]), np.array([0, 1, 1]), np.zeros((1, 8), np.uint8))
         >>> emb = LmaEmbedding(LmaConfig(2, 8, memory_size=100, block_size=4), sig)
         >>> emb(torch.tensor([[5, 6]])).shape
         torch.Size([1, 2, 8])
@@ -362,29 +397,25 @@ class LmaEmbedding(RobeEmbedding):
     def __init__(self, config: LmaConfig, signatures: Signatures,
                  generator: torch.Generator | None = None) -> None:
         super().__init__(config, generator)
+        if signatures.num_minhashes != config.num_minhashes:
+            raise ValueError(f"signatures hold {signatures.num_minhashes} minhashes per token, "
+                             f"the config says {config.num_minhashes}")
         self.register_buffer("keys", torch.as_tensor(signatures.keys, dtype=torch.int64))
         self.register_buffer("offsets", torch.as_tensor(signatures.offsets, dtype=torch.int64))
-        self.register_buffer("signatures", torch.as_tensor(signatures.signatures, dtype=torch.int64))
-        selection = ref.lma_key_selection(config.num_blocks, config.keys_per_block)
+        self.register_buffer("signatures", torch.as_tensor(signatures.signatures))
+        selection = ref.lma_selection(config.num_blocks, config.keys_per_block, config.num_minhashes)
         self.register_buffer("selection", torch.as_tensor(selection), persistent=False)
 
-    def signatures_for(self, ids: torch.Tensor) -> torch.Tensor:
-        """``reference.lma_signatures_for``: int64 [B, F]."""
-        hashing.check_ids(ids)
-        return hashing.lma_signatures_for(ids, self.keys, self.offsets, self.signatures, self.coefficients)
-
     def block_offsets(self, ids: torch.Tensor) -> torch.Tensor:
-        """``reference.lma_offsets`` of the ids' signatures: int64 [B, F, d/Z]."""
+        """``reference.lma_offsets``: int64 [B, F, d/Z]."""
         hashing.check_ids(ids)
-        keys = hashing.lma_keys(ids, self.keys, self.offsets, self.signatures, self.coefficients)
-        # keys: (B, F, 16)
-        codes = hashing.lma_codes(keys, self.selection)  # (B, F, d/Z)
-        hashes = hashing.hash_codes(codes, self.coefficients)
+        hashes = hashing.lma_hashes(ids, self.keys, self.offsets, self.signatures, self.coefficients,
+                                    self.block_coefficients, self.selection)
         return hashing.block_starts(hashes, self.config.memory_size, self.config.block_size)
 
     def parameter_bytes(self) -> int:
-        table = (2 * self.keys.numel() + self.offsets.numel()) * INT64_BYTES
-        return super().parameter_bytes() + table
+        tables = (self.keys.numel() + self.offsets.numel()) * INT64_BYTES + self.signatures.numel()
+        return super().parameter_bytes() + tables
 
     def export_arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).cpu().numpy() for name in ("keys", "offsets", "signatures")}

@@ -5,8 +5,8 @@ Sizing (every byte counted by ``parameter_bytes()`` fits the budget):
 - full: the whole vocabulary (values seen ``min_count`` times), no budget (it IS the 1x reference).
 - hash: ``(budget - hash coefficients - row counts) / (4 d)`` rows, shared by ``budget.hash_table_rows``.
 - robe: ``m = (budget - hash coefficients) / 4`` floats.
-- lma: ``signature_fraction`` of the budget holds the signatures of the most frequent values (16 bytes each:
-  key + signature), the rest is ``M``. Values without a signature hash like ROBE.
+- lma: at most ``signature_fraction`` of the budget holds the keys and signatures of the most frequent
+  sampled tokens (8 + S bytes each), the rest is ``M``. Tokens without a signature hash like ROBE.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from kernels import reference as ref
 from training.dlrm import budget as sizing
 from training.dlrm.embeddings import (
     CompressedEmbedding,
@@ -33,7 +34,7 @@ from training.dlrm.embeddings import (
     Signatures,
     build_vocabulary,
 )
-from training.dlrm.signatures import SetKind, learn_signatures
+from training.dlrm.signatures import learn_signatures, token_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,16 @@ class EmbeddingSpec:
 
     Args:
         method: full, hash, robe or lma.
-        block_size: Z for robe and lma (None: Z = d, one contiguous read per lookup).
+        block_size: Z for robe and lma (None: robe Z = d, one contiguous read per lookup; lma Z = 1, every
+            element its own location, as the LMA paper; measured in ``kernels.reference``'s docstring).
         seed: hash seed (and LMA's sampling seed).
         min_count: full tables' vocabulary threshold (also the reference for ``--compression``).
         init_scale: weights start uniform in [-init_scale, init_scale].
-        keys_per_block: LMA's k.
-        signature_fraction: LMA's share of the budget for signatures.
-        signature_rows: rows sampled to learn LMA signatures.
-        signature_sets: LMA's set of each value (``training.dlrm.signatures.SetKind``).
+        keys_per_block: LMA's k, minhashes per block code.
+        num_minhashes: LMA's S (K in DESIGN.md section 1), minhashes per token.
+        minhash_bits: LMA's b, bits kept of each minhash.
+        signature_fraction: LMA's largest share of the budget for keys and signatures.
+        signature_rows: rows sampled to build LMA's row sets (>= 125K unless the data has fewer).
     """
 
     method: Method
@@ -59,10 +62,11 @@ class EmbeddingSpec:
     seed: int = 0
     min_count: int = 1
     init_scale: float = 0.05
-    keys_per_block: int = 8
-    signature_fraction: float = 0.5
-    signature_rows: int = 500_000
-    signature_sets: SetKind = SetKind.ROWS
+    keys_per_block: int = ref.DEFAULT_KEYS_PER_BLOCK
+    num_minhashes: int = ref.DEFAULT_NUM_MINHASHES
+    minhash_bits: int = ref.DEFAULT_MINHASH_BITS
+    signature_fraction: float = 0.25
+    signature_rows: int = ref.DEFAULT_SIGNATURE_ROWS
 
     def __post_init__(self) -> None:
         if self.block_size is not None and self.block_size < 1:
@@ -71,6 +75,11 @@ class EmbeddingSpec:
             raise ValueError(f"signature_fraction must be in [0, 1), got {self.signature_fraction}")
         if self.signature_rows < 1:
             raise ValueError(f"signature_rows must be >= 1, got {self.signature_rows}")
+        if self.method is Method.LMA:
+            ref.check_lma_shape(self.num_minhashes, self.keys_per_block)
+            if not 1 <= self.minhash_bits <= ref.MAX_MINHASH_BITS:
+                raise ValueError(f"minhash bits must be in [1, {ref.MAX_MINHASH_BITS}], "
+                                 f"got {self.minhash_bits}")
 
 
 def full_bytes(categorical: np.ndarray, embedding_dim: int, min_count: int = 1) -> int:
@@ -90,7 +99,8 @@ def build_embedding(
         ValueError: an invalid shape (e.g. Z not dividing d).
     """
     num_features = categorical.shape[1]
-    block_size = embedding_dim if spec.block_size is None else spec.block_size
+    block_size = spec.block_size if spec.block_size is not None else \
+        (1 if spec.method is Method.LMA else embedding_dim)
     if spec.method is Method.FULL:
         if budget_bytes is not None:
             raise sizing.BudgetError("full tables take the whole vocabulary: give no budget")
@@ -100,8 +110,8 @@ def build_embedding(
         raise sizing.BudgetError(f"{spec.method.value} needs --memory or --compression")
     if spec.method in (Method.ROBE, Method.LMA) and embedding_dim % block_size:
         raise ValueError(f"block size Z={block_size} must divide embedding_dim d={embedding_dim}")
-    fixed = sizing.hash_param_bytes(num_features)
     if spec.method is Method.HASH:
+        fixed = sizing.hash_param_bytes(num_features, 1)
         cardinalities = [len(np.unique(categorical[:, f])) for f in range(num_features)]
         row_bytes = embedding_dim * sizing.FLOAT_BYTES
         total_rows = (budget_bytes - fixed - num_features * sizing.INT64_BYTES) // row_bytes
@@ -109,6 +119,7 @@ def build_embedding(
         hashed = HashConfig(num_features, embedding_dim, spec.init_scale, rows, spec.seed)
         return HashEmbedding(hashed, generator)
     if spec.method is Method.ROBE:
+        fixed = sizing.hash_param_bytes(num_features, embedding_dim // block_size)
         m = sizing.memory_floats(budget_bytes, fixed, block_size)
         robe = RobeConfig(num_features, embedding_dim, spec.init_scale, m, block_size, spec.seed)
         return RobeEmbedding(robe, generator)
@@ -118,14 +129,16 @@ def build_embedding(
 def _build_lma(spec: EmbeddingSpec, embedding_dim: int, block_size: int, categorical: np.ndarray,
                budget_bytes: int, generator: torch.Generator | None) -> LmaEmbedding:
     num_features = categorical.shape[1]
-    fixed = sizing.hash_param_bytes(num_features) + (num_features + 1) * sizing.INT64_BYTES
+    fixed = sizing.hash_param_bytes(num_features, embedding_dim // block_size) \
+        + (num_features + 1) * sizing.INT64_BYTES
     sizing.memory_floats(budget_bytes, fixed, block_size)  # raises when not even one block fits
-    max_values = int(spec.signature_fraction * (budget_bytes - fixed)) // (2 * sizing.INT64_BYTES)
-    signatures = learn_signatures(categorical, max_values, spec.signature_rows, spec.seed, spec.seed,
-                                  spec.signature_sets)
-    m = sizing.memory_floats(budget_bytes, fixed + 2 * sizing.INT64_BYTES * len(signatures.keys), block_size)
+    max_tokens = int(spec.signature_fraction * (budget_bytes - fixed)) // token_bytes(spec.num_minhashes)
+    signatures = learn_signatures(categorical, max_tokens, spec.signature_rows, spec.seed, spec.seed,
+                                  spec.num_minhashes, spec.minhash_bits)
+    tables = len(signatures.keys) * sizing.INT64_BYTES + signatures.signatures.size  # offsets are in fixed
+    m = sizing.memory_floats(budget_bytes, fixed + tables, block_size)
     config = LmaConfig(num_features, embedding_dim, spec.init_scale, m, block_size, spec.seed,
-                       spec.keys_per_block, spec.seed)
+                       spec.keys_per_block, spec.num_minhashes, spec.minhash_bits, spec.seed)
     return LmaEmbedding(config, signatures, generator)
 
 
@@ -133,6 +146,7 @@ def embedding_state(module: CompressedEmbedding) -> dict[str, Any]:
     """The checkpoint's ``embedding`` section (see ``training.dlrm.checkpoint``)."""
     params = module.hash_params()
     return {
+        "hash_version": ref.HASH_VERSION,
         "method": module.method.value,
         "config": asdict(module.config),
         "hash": params.to_dict() if params is not None else None,
@@ -142,6 +156,9 @@ def embedding_state(module: CompressedEmbedding) -> dict[str, Any]:
 
 def embedding_from_state(state: dict[str, Any]) -> CompressedEmbedding:
     """Rebuild a module (with freshly initialised weights: load the state dict next) from its section."""
+    ref.check_hash_version(state.get("hash_version", 1), "the checkpoint's embedding")
+    if state.get("hash") is not None:
+        ref.HashParams.from_dict(state["hash"], "the checkpoint's hash parameters")
     method = Method(state["method"])
     config = dict(state["config"])
     arrays = state["arrays"]

@@ -1,38 +1,38 @@
-"""Learned LMA signatures: b-bit minhashes of the set of (sampled) training rows in which a value appears.
+"""LMA signatures (DESIGN.md section 1): minhashes of the set of sampled training rows each token occurs in.
 
-``learn_signatures`` samples training rows, keeps the most frequent values that fit the signature budget
-and computes their signatures with ``kernels.reference.minhash_signatures`` (the spec; NumPy's
-``minimum.at`` is as fast as a torch ``scatter_reduce`` port, measured at 2.5 s for 5M occurrences).
-
-Two choices of the set ``S(v)`` (``SetKind``):
-
-- ``rows`` (DESIGN.md section 1): the ids of the sampled rows containing ``v``. A row holds exactly one value
-  per feature, so two values of the SAME feature never share a row: their Jaccard similarity is 0 and their
-  b-bit minhash keys agree only by chance (1/16 per key). As the contract hashes every feature with its own
-  coefficients, values of different features never share a block either, so this set gives LMA no semantic
-  sharing; it behaves as ROBE with a different hash (measured in docs/results/dlrm.md).
-- ``cooccurrence``: the (feature, value) tokens of the OTHER features in those rows, so two values of one
-  feature are similar when they appear with the same context (same site, same device...). The element ids
-  are passed to the same reference minhash in place of row ids, so the serving-time contract is unchanged.
+A token is a (feature, value) pair. ``S(t)`` is the set of global row ids of the sample that contain it,
+so tokens of DIFFERENT features that occur in the same rows (a site and its domain, a user and its
+device) have a high Jaccard similarity and share memory; two values of one feature never share a row.
+``learn_signatures`` samples rows (all of them up to ``reference.DEFAULT_SIGNATURE_ROWS``), keeps the
+most frequent tokens that fit the signature budget and computes their ``S`` b-bit minhashes with
+``kernels.reference.minhash_signatures`` (the spec).
 """
 
 from __future__ import annotations
 
 import logging
-from enum import StrEnum
 
 import numpy as np
 from tqdm import tqdm
 
 from kernels import reference as ref
+from training.dlrm.budget import INT64_BYTES
 from training.dlrm.embeddings import Signatures
 
 logger = logging.getLogger(__name__)
 
 
-class SetKind(StrEnum):
-    ROWS = "rows"
-    COOCCURRENCE = "cooccurrence"
+class SignatureSampleError(ValueError):
+    """A signature sample too small for the row sets DESIGN.md section 1 asks for."""
+
+
+def check_sample_size(num_rows: int, sample_rows: int) -> None:
+    """Raise SignatureSampleError when ``sample_rows`` is below 125K rows while the data has more."""
+    if sample_rows < min(ref.MIN_SIGNATURE_ROWS, num_rows):
+        raise SignatureSampleError(
+            f"LMA signature sample of {sample_rows:,} rows is below the {ref.MIN_SIGNATURE_ROWS:,} rows "
+            f"the row sets need (DESIGN.md section 1) and the training data has {num_rows:,}; sample at "
+            f"least {min(ref.MIN_SIGNATURE_ROWS, num_rows):,} rows")
 
 
 def sample_rows(num_rows: int, sample_size: int, seed: int) -> np.ndarray:
@@ -43,8 +43,13 @@ def sample_rows(num_rows: int, sample_size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(num_rows, size=sample_size, replace=False)).astype(np.int64)
 
 
+def token_bytes(num_minhashes: int) -> int:
+    """Serving bytes of one sampled token: its key (int64) and its signature (one byte per minhash)."""
+    return INT64_BYTES + num_minhashes
+
+
 def most_frequent(categorical: np.ndarray, limit: int) -> list[np.ndarray]:
-    """Per feature, the sorted values among the ``limit`` most frequent (feature, value) pairs overall."""
+    """Per feature, the sorted values among the ``limit`` most frequent (feature, value) tokens overall."""
     per_feature = [np.unique(categorical[:, f], return_counts=True) for f in range(categorical.shape[1])]
     counts = np.concatenate([c for _, c in per_feature])
     if limit >= len(counts):
@@ -60,40 +65,36 @@ def most_frequent(categorical: np.ndarray, limit: int) -> list[np.ndarray]:
 
 
 def learn_signatures(
-    categorical: np.ndarray, max_values: int, sample_size: int, seed: int, minhash_seed: int,
-    kind: SetKind = SetKind.ROWS,
+    categorical: np.ndarray, max_tokens: int, sample_size: int, seed: int, minhash_seed: int,
+    num_minhashes: int = ref.DEFAULT_NUM_MINHASHES, bits: int = ref.DEFAULT_MINHASH_BITS,
 ) -> Signatures:
-    """Signatures of the ``max_values`` most frequent values of a sample of training rows.
+    """Signatures of the ``max_tokens`` most frequent tokens of a sample of training rows.
 
     Args:
         categorical: training ids [N, F] (may be a memmap; N < 2^31).
-        max_values: how many signatures fit the budget (most frequent (feature, value) pairs first).
-        sample_size: rows sampled to build the sets.
+        max_tokens: how many signatures fit the budget (most frequent tokens first).
+        sample_size: rows sampled to build the row sets (>= 125K unless the data has fewer rows).
         seed: sampling seed.
         minhash_seed: seed of the minhash row hashes (``reference.minhash_params``).
-        kind: the set of each value (see the module docstring).
+        num_minhashes: S, minhashes per token.
+        bits: b, bits kept of each minhash.
+
+    Raises:
+        SignatureSampleError: ``sample_size`` below 125K rows while the data has more.
     """
+    check_sample_size(len(categorical), sample_size)
     rows = sample_rows(len(categorical), sample_size, seed)
     sample = np.asarray(categorical[rows], dtype=np.int64)  # (S, F)
     num_features = sample.shape[1]
-    chosen = most_frequent(sample, max_values)
-    tokens = ref.hash_ids(sample, 0, ref.HashParams.from_seed(num_features, minhash_seed + 1)) \
-        if kind is SetKind.COOCCURRENCE else None
+    chosen = most_frequent(sample, max(max_tokens, 0))
     keys, signatures, offsets = [], [], [0]
-    for f in tqdm(range(num_features), desc=f"lma signatures ({kind.value})", leave=False):
+    for f in tqdm(range(num_features), desc="lma signatures", leave=False):
         mask = np.isin(sample[:, f], chosen[f])
-        values = sample[mask, f]
-        if tokens is None:
-            elements = rows[mask]
-        else:
-            others = np.delete(tokens[mask], f, axis=1)  # (n, F-1)
-            values, elements = np.repeat(values, others.shape[1]), others.reshape(-1)
-        uniq, sig = ref.minhash_signatures(values, elements, minhash_seed) if len(values) else \
-            (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        uniq, sig = ref.minhash_signatures(sample[mask, f], rows[mask], minhash_seed, num_minhashes, bits)
         keys.append(uniq)
         signatures.append(sig)
         offsets.append(offsets[-1] + len(uniq))
-    logger.info("learned %d LMA signatures (%s sets) from %d sampled rows", offsets[-1], kind.value,
-                len(rows))
+    logger.info("learned %d LMA signatures (%d x %d-bit minhashes) from %d sampled rows", offsets[-1],
+                num_minhashes, bits, len(rows))
     return Signatures(np.concatenate(keys).astype(np.int64), np.asarray(offsets, dtype=np.int64),
-                      np.concatenate(signatures).astype(np.int64))
+                      np.concatenate(signatures).astype(ref.SIGNATURE_DTYPE).reshape(-1, num_minhashes))

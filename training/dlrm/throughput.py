@@ -42,7 +42,7 @@ def parse_variant(text: str, dim: int) -> tuple[str, EmbeddingSpec, float | None
     method, *rest = text.split(":")
     block = int(rest[0]) if rest and int(rest[0]) > 0 else None
     compression = float(rest[1]) if len(rest) > 1 else None
-    spec = EmbeddingSpec(Method(method), block_size=block, signature_rows=100_000)
+    spec = EmbeddingSpec(Method(method), block_size=block, signature_rows=125_000)
     shape = "" if method == "hash" else f" Z={block or dim}"
     label = method if method == "full" else f"{method}{shape} {compression:g}x"
     return label, spec, compression
