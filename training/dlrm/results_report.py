@@ -252,8 +252,10 @@ def markdown(summary: list[dict[str, Any]], targets: list[Target], oracles: dict
     lines = [f"Profile `{facts['profile']}`: {facts['rows']:,} generated rows per data set (80/10/10), "
              f"`{facts['config']}` config, batch {facts['batch_size']}, up to {facts['max_epochs']} epochs "
              f"with early stopping (patience {facts['patience']} epochs on validation AUC, best weights "
-             f"kept), seeds {facts['seeds']} at {', '.join(f'{x:g}x' for x in facts['key_compressions'])} "
-             f"and full tables, seed {facts['seeds'][0]} elsewhere. AUC and log loss are on the held-out "
+             f"kept), seeds {facts['seeds']} for full tables"
+             f"{''.join(f', {x:g}x' for x in facts['key_compressions'])}, "
+             f"seed {facts['seeds'][0]} elsewhere. "
+             f"AUC and log loss are on the held-out "
              f"test split, scored once; intervals are paired-bootstrap 95% intervals "
              f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) of the difference of mean test "
              f"AUCs on the same rows. Ran on: {'; '.join(ran_on) or '-'}.", "",
