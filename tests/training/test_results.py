@@ -59,7 +59,8 @@ def _fake_oracle(calls: list[dict[str, Any]]) -> types.ModuleType:
     def oracle_table(data: Path, budgets_bytes: list[int], dim: int, split: str = "test") -> dict[str, Any]:
         calls.append({"data": data, "budgets_bytes": budgets_bytes, "dim": dim, "split": split})
         return {"ceiling_auc": 0.8, "no_per_value_auc": 0.7,
-                "rows": [{"budget_bytes": b, "values_kept": b // 64, "auc": 0.75} for b in budgets_bytes]}
+                "rows": [{"budget_bytes": b, "values_kept": b // 64, "auc": 0.75}
+                         for b in sorted(budgets_bytes)]}
 
     module.oracle_table = oracle_table  # type: ignore[attr-defined]
     return module
@@ -115,6 +116,10 @@ def test_smoke_study_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert calls[0]["budgets_bytes"] == [int(full_bytes / 16), int(full_bytes / 64)] and calls[0]["dim"] == 16
     page = (docs / "dlrm.md").read_text()
     assert "### Targets (issue 11)" in page and "| lma | 16x / 16x |" in page
+    from training.dlrm.budget import format_size
+
+    b16 = int(full_bytes / 16)  # rows come back in increasing budget order: matched by budget, not position
+    assert f"| 16x | {format_size(b16)} | {b16 // 64:,} | 0.7500 |" in page
     assert "ceiling AUC 0.8000" in page and (docs / "dlrm_auc_vs_memory.png").stat().st_size > 10_000
 
     # a finished run is skipped: nothing retrains, the report is rebuilt from the same runs

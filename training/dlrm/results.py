@@ -90,11 +90,12 @@ class Profile:
     threads: int | None = None
 
 
-# cpu: sized for <= 90 minutes on this 2-core machine with --jobs 2 (measured: see docs/results/dlrm.md).
-# The tiny preset keeps the MLP cost low so that the embedding decides; 500K rows give 400K training
-# rows and 50K test rows (AUC standard error ~0.003, paired differences far less).
+# cpu: sized for <= 90 minutes on a shared 2-core machine with 2 one-thread runs at once (per-epoch times
+# measured there: docs/results/dlrm.md). The tiny preset keeps the MLP cost low so that the embedding
+# decides; 300K rows give 240K training rows and 30K test rows (one AUC's standard error ~0.004; paired
+# differences on the same rows, averaged over 3 seeds, are far tighter).
 PROFILES = {
-    "cpu": Profile("cpu", rows=500_000, config="tiny", batch_size=1024, max_epochs=8, patience=2),
+    "cpu": Profile("cpu", rows=300_000, config="tiny", batch_size=1024, max_epochs=8, patience=2),
     "gpu": Profile("gpu", rows=4_000_000, config="kaggle", batch_size=2048, max_epochs=10, patience=2),
     "smoke": Profile("smoke", rows=8_000, config="tiny", batch_size=256, max_epochs=2, patience=1,
                      seeds=(0, 1), compressions=(16.0, 64.0), key_compressions=(), threads=1,
@@ -280,7 +281,9 @@ def oracle(dataset: Dataset, runs: list[dict[str, Any]], profile: Profile, cache
     except Exception as exc:  # the oracle is another module's code: report its failure, keep the study
         logger.exception("oracle_table failed")
         return {"error": f"oracle_table failed: {exc}"}
-    table = {**table, "compressions": list(profile.compressions)}
+    nominal = dict(zip(budgets, profile.compressions, strict=True))  # rows matched by budget, not position
+    rows = [{**row, "nominal_compression": nominal.get(int(row["budget_bytes"]))} for row in table["rows"]]
+    table = {**table, "rows": rows}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"budgets_bytes": budgets, "table": table}, indent=1) + "\n")
     return table

@@ -230,10 +230,8 @@ def evaluate_targets(find: Lookup, dim: int, compressions: list[float],
 
 
 def _oracle_row(table: dict[str, Any], x: float) -> dict[str, Any] | None:
-    compressions = table.get("compressions") or []
-    rows = table.get("rows") or []
-    for c, row in zip(compressions, rows, strict=False):
-        if float(c) == float(x):
+    for row in table.get("rows") or []:
+        if row.get("nominal_compression") is not None and float(row["nominal_compression"]) == float(x):
             return dict(row)
     return None
 
@@ -293,11 +291,14 @@ def oracle_lines(dataset: str, table: dict[str, Any], facts: dict[str, Any],
              f"{table['no_per_value_auc']:.4f}.", "",
              "| budget | bytes | values kept | oracle AUC | best method (test AUC) |",
              "|---|---|---|---|---|"]
-    for x, row in zip(table.get("compressions", facts["compressions"]), table["rows"], strict=False):
-        here = [e for e in entries if e["nominal_compression"] == float(x) and e.get("test_auc") is not None]
+    for row in sorted(table["rows"], key=lambda r: -int(r["budget_bytes"])):
+        x = row.get("nominal_compression")
+        here = [e for e in entries if x is not None and e["nominal_compression"] == float(x)
+                and e.get("test_auc") is not None]
         best = max(here, key=lambda e: e["test_auc"], default=None)
         best_text = f"{best['label']} ({best['test_auc']:.4f})" if best else "-"
-        lines.append(f"| {float(x):g}x | {format_size(row['budget_bytes'])} | {row['values_kept']:,} | "
+        budget = f"{float(x):g}x" if x is not None else "-"
+        lines.append(f"| {budget} | {format_size(row['budget_bytes'])} | {row['values_kept']:,} | "
                      f"{row['auc']:.4f} | {best_text} |")
     return [*lines, ""]
 
@@ -327,9 +328,11 @@ def plot(summary: list[dict[str, Any]], oracles: dict[str, dict[str, Any]], path
             if full is not None:
                 ax.axhline(full["test_auc"], color="black", linestyle="--", linewidth=1, label="full tables")
             table = oracles.get(dataset, {})
-            if key == "compression" and table.get("rows") and table.get("compressions"):
-                ax.plot(table["compressions"], [r["auc"] for r in table["rows"]], color="grey", linestyle=":",
-                        marker="x", label="oracle")
+            oracle_rows = sorted((r for r in table.get("rows") or [] if r.get("nominal_compression")),
+                                 key=lambda r: r["nominal_compression"])
+            if key == "compression" and oracle_rows:
+                ax.plot([r["nominal_compression"] for r in oracle_rows], [r["auc"] for r in oracle_rows],
+                        color="grey", linestyle=":", marker="x", label="oracle")
             ax.set_xscale("log")
             if key == "compression":
                 ax.invert_xaxis()
