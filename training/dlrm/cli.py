@@ -29,7 +29,6 @@ from training.dlrm import budget as sizing
 from training.dlrm import checkpoint as ckpt
 from training.dlrm.embeddings import CompressedEmbedding, Method, TableEmbedding
 from training.dlrm.factory import EmbeddingSpec, build_embedding, full_bytes
-from training.dlrm.metrics import FREQUENT_COUNT, count_frequent_values
 from training.dlrm.model import DLRM, DLRMConfig, Preset
 from training.dlrm.signatures import SetKind
 from training.dlrm.trainer import AnySplit, Split, TrainConfig, Trainer
@@ -158,9 +157,6 @@ def build_model(args: argparse.Namespace, train: Split,
         "block_size": getattr(embedding.config, "block_size", None),
         "compression": reference / embedding.parameter_bytes(),
         "embedding_bytes": embedding.parameter_bytes(),
-        "array_bytes": array_bytes(embedding),
-        "frequent_values": count_frequent_values(train.categorical, FREQUENT_COUNT),
-        "frequent_count": FREQUENT_COUNT,
         "parameter_bytes": _model_bytes(model, embedding),
         "full_embedding_bytes": reference,
         "budget_bytes": budget,
@@ -169,6 +165,11 @@ def build_model(args: argparse.Namespace, train: Split,
         "dataset": data.get("meta", {}).get("dataset"),
         "rows": data.get("rows"),
     }
+    from training.dlrm.metrics import FREQUENT_COUNT, count_frequent_values
+
+    # the memory axes of the accuracy study: the trained array alone, and values seen >= 10 times
+    info.update(array_bytes=array_bytes(embedding), frequent_count=FREQUENT_COUNT,
+                frequent_values=count_frequent_values(train.categorical, FREQUENT_COUNT))
     extra = {"spec": asdict(spec), "budget_bytes": budget, "full_embedding_bytes": reference, "info": info}
     return model, info, extra
 
