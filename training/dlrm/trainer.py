@@ -240,7 +240,8 @@ def ran_on(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    return f"cpu: {model}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, no GPU used"
+    threads = torch.get_num_threads()
+    return f"cpu: {model}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}, no GPU used"
 
 
 class Trainer:
