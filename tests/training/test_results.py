@@ -38,6 +38,12 @@ def test_the_grid_of_issue_11() -> None:
     assert seeds[("robe Z=1", 4)] == seeds[("lma", 1000)] == (0,)
     jobs = results.grid(results.datasets(Path("d"), profile), profile, Path("r"))
     assert len(jobs) == 2 * (21 + 2 * 9)
+    dataset, variant, seed, run_dir = jobs[0]
+    argv = results.run_argv(dataset, profile, variant, seed, run_dir, Path("c"), "cpu")
+    given = dict(zip(argv, [*argv[1:], ""], strict=True))
+    # validation AUC twice per epoch of the 240K training rows; stop after one epoch without progress
+    assert given["--eval-every"] == str(240_000 // 1024 // 2)
+    assert (given["--patience"], given["--epochs"]) == ("2", "8")
     first_seed_key = [j for j in jobs if j[2] == 0 and j[1].compression in (None, 16, 64)]
     assert jobs[:len(first_seed_key)] == first_seed_key  # an interrupted study has the key points first
 

@@ -8,9 +8,10 @@ Protocol (issue 11). Same DLRM, same data, same optimizer; only the embedding di
   and no feature is redundant). 80/10/10 train/validation/test split by position.
 - **Grid**: full tables (1x); the hashing trick, ROBE Z = 1, ROBE Z = d and LMA at 4, 16, 64, 256 and
   1000x less embedding memory than full tables.
-- **Training to convergence**: up to ``max_epochs`` epochs, validation AUC after every epoch, stop after
-  ``patience`` epochs without a better one and keep the best weights. The test split is scored once,
-  with the kept weights; its logits are saved so that methods are compared on the same rows.
+- **Training to convergence**: up to ``max_epochs`` epochs, validation AUC ``evals_per_epoch`` times
+  per epoch, stop after ``patience`` evaluations without a better one and keep the best weights. The
+  test split is scored once, with the kept weights; its logits are saved so that methods are compared
+  on the same rows.
 - **Seeds**: 3 seeds at the key points (full, and every method at 16x and 64x, where the targets are), 1
   elsewhere; the paired bootstrap (``training.dlrm.metrics.paired_bootstrap_auc``, 1000 resamples, seed
   0) gives the 95% interval of each AUC difference.
@@ -67,7 +68,8 @@ class Profile:
         config: DLRM preset (``tiny``: dim 16, bottom 13-64-16, top 64-32-1).
         batch_size: global batch.
         max_epochs: epochs at most (early stopping usually ends sooner).
-        patience: epochs without a better validation AUC before stopping.
+        patience: evaluations without a better validation AUC before stopping.
+        evals_per_epoch: validation evaluations per epoch (the shards hold 80% of the rows for training).
         seeds: seeds of the key points; other points run the first seed only.
         compressions: the budgets (x less memory than full tables).
         key_compressions: the budgets that get every seed.
@@ -82,12 +84,17 @@ class Profile:
     batch_size: int
     max_epochs: int
     patience: int
+    evals_per_epoch: int = 2
     seeds: tuple[int, ...] = (0, 1, 2)
     compressions: tuple[float, ...] = COMPRESSIONS
     key_compressions: tuple[float, ...] = KEY_COMPRESSIONS
     labels: tuple[str, ...] | None = None
     dim: int = 16
     threads: int | None = None
+
+    def eval_every(self) -> int:
+        """Steps between validation evaluations."""
+        return max(1, int(self.rows * 0.8) // self.batch_size // self.evals_per_epoch)
 
 
 # cpu: sized for <= 90 minutes on a shared 2-core machine with 2 one-thread runs at once (per-epoch times
@@ -98,6 +105,7 @@ PROFILES = {
     "cpu": Profile("cpu", rows=300_000, config="tiny", batch_size=1024, max_epochs=8, patience=2),
     "gpu": Profile("gpu", rows=4_000_000, config="kaggle", batch_size=2048, max_epochs=10, patience=2),
     "smoke": Profile("smoke", rows=8_000, config="tiny", batch_size=256, max_epochs=2, patience=1,
+                     evals_per_epoch=1,
                      seeds=(0, 1), compressions=(16.0, 64.0), key_compressions=(), threads=1,
                      labels=("full", "robe Z=16", "lma")),
 }
@@ -176,7 +184,8 @@ def run_argv(dataset: Dataset, profile: Profile, variant: Variant, seed: int, ru
              device: str) -> list[str]:
     """``python -m training dlrm`` arguments of one run."""
     argv = ["--data", str(dataset.path), "--embedding", variant.method, "--config", profile.config,
-            "--out", str(run_dir), "--epochs", str(profile.max_epochs), "--eval-every-epoch",
+            "--out", str(run_dir), "--epochs", str(profile.max_epochs),
+            "--eval-every", str(profile.eval_every()),
             "--patience", str(profile.patience), "--batch-size", str(profile.batch_size),
             "--seed", str(seed), "--cache-dir", str(cache), "--device", device, "--resume",
             "--log-level", "WARNING"]
@@ -329,7 +338,8 @@ def main(argv: list[str] | None = None) -> int:
 def profile_facts(profile: Profile, name: str, jobs: int) -> dict[str, Any]:
     """The study's settings as the report states them."""
     return {"profile": name, "rows": profile.rows, "config": profile.config, "batch_size": profile.batch_size,
-            "max_epochs": profile.max_epochs, "patience": profile.patience, "seeds": list(profile.seeds),
+            "max_epochs": profile.max_epochs, "patience": profile.patience,
+            "evals_per_epoch": profile.evals_per_epoch, "seeds": list(profile.seeds),
             "compressions": list(profile.compressions), "key_compressions": list(profile.key_compressions),
             "dim": profile.dim, "jobs": jobs, "null_control_flag": NULL_CONTROL_FLAG}
 

@@ -249,8 +249,9 @@ def markdown(summary: list[dict[str, Any]], targets: list[Target], oracles: dict
     ran_on = sorted({str(r["ran_on"]) for r in rows})
     lines = [f"Profile `{facts['profile']}`: {facts['rows']:,} generated rows per data set (80/10/10), "
              f"`{facts['config']}` config, batch {facts['batch_size']}, up to {facts['max_epochs']} epochs "
-             f"with early stopping (patience {facts['patience']} epoch{'s' * (facts['patience'] != 1)} on "
-             f"validation AUC, best weights "
+             f"with early stopping (validation AUC {facts['evals_per_epoch']}x per epoch, stop after "
+             f"{facts['patience']} evaluation{'s' * (facts['patience'] != 1)} without a better one, best "
+             f"weights "
              f"kept), seeds {facts['seeds']} for full tables"
              f"{''.join(f', {x:g}x' for x in facts['key_compressions'])}, "
              f"seed {facts['seeds'][0]} elsewhere. "
