@@ -97,10 +97,11 @@ class Profile:
         return max(1, int(self.rows * 0.8) // self.batch_size // self.evals_per_epoch)
 
 
-# cpu: sized for <= 90 minutes on a shared 2-core machine with 2 one-thread runs at once (per-epoch times
-# measured there: docs/results/dlrm.md). The tiny preset keeps the MLP cost low so that the embedding
-# decides; 300K rows give 240K training rows and 30K test rows (one AUC's standard error ~0.004; paired
-# differences on the same rows, averaged over 3 seeds, are far tighter).
+# cpu: sized for <= 90 minutes on a shared 2-core machine with 2 one-thread runs at once (measured there:
+# 61-68 s per run, about 45 minutes for the 78 runs; docs/results/dlrm.md). The tiny preset keeps the
+# MLP cost low so that the embedding decides; 300K rows give 240K training rows and 30K test rows (one
+# AUC's standard error ~0.004; paired differences on the same rows, averaged over 3 seeds, are far
+# tighter).
 PROFILES = {
     "cpu": Profile("cpu", rows=300_000, config="tiny", batch_size=1024, max_epochs=8, patience=2),
     "gpu": Profile("gpu", rows=4_000_000, config="kaggle", batch_size=2048, max_epochs=10, patience=2),
