@@ -181,3 +181,45 @@ def test_preloaded_splits_train_like_memmaps(tmp_path: Path) -> None:
         trainer = Trainer(model, splits[0], splits[1], config, tmp_path / str(preload), cpu, {})
         results.append(trainer.fit()["auc"])
     assert results[0] == results[1]
+
+
+def test_patience_stops_early_keeps_the_best_and_scores_the_test_split_once(tmp_path: Path) -> None:
+    train, val, test = planted_split(150, 0), planted_split(1000, 1), planted_split(800, 2)
+    config = TrainConfig(batch_size=50, epochs=60, eval_every=3, patience=3, lr_embedding=0.5, lr_dense=0.01)
+    trainer = Trainer(make_model(Method.FULL, train), train, val, config, tmp_path, torch.device("cpu"),
+                      {"method": "full"}, test=test)
+    metrics = trainer.fit()
+    history = metrics["history"]
+    aucs = [h["auc"] for h in history]
+    best = int(np.argmax(aucs))
+    assert metrics["stopped_early"] and metrics["steps"] < 60 * 3  # 150 rows overfit long before 60 epochs
+    assert len(history) == best + 1 + 3 and metrics["steps"] == history[-1]["step"]
+    assert metrics["auc"] == metrics["val_auc"] == max(aucs) and metrics["best_step"] == history[best]["step"]
+    assert metrics["best_epoch"] == pytest.approx(history[best]["step"] * 50 / 150)
+    saved = np.load(tmp_path / "test_predictions.npz")
+    assert saved["logits"].shape == (800,) and saved["labels"].dtype == np.int8
+    np.testing.assert_array_equal(saved["labels"], test.labels)
+    assert metrics["test_auc"] == pytest.approx(roc_auc(saved["labels"], saved["logits"]), abs=1e-12)
+    assert metrics["test_rows"] == 800 and metrics["ran_on"].startswith("cpu: ")
+    # the kept weights are the best validation ones, and they produced the saved test logits
+    restored = ckpt.model_from_checkpoint(ckpt.load_checkpoint(tmp_path))
+    from training.dlrm.trainer import predict
+
+    logits, _ = predict(restored, test, torch.device("cpu"), 512)
+    np.testing.assert_allclose(logits, saved["logits"], rtol=0, atol=1e-6)
+    # resuming a run that ran out of patience trains no further
+    state = ckpt.load_checkpoint(tmp_path)
+    again = Trainer(ckpt.model_from_checkpoint(state).train(), train, val, config, tmp_path,
+                    torch.device("cpu"), {"method": "full"}, test=test)
+    again.resume(state)
+    assert again.fit()["steps"] == metrics["steps"]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"patience": 0, "eval_every": 5}, "--patience must be >= 1"),
+    ({"patience": 2}, "give --eval-every"),
+    ({"patience": 2, "eval_every": 5, "eval_rows": 100}, "drop --eval-rows"),
+])
+def test_patience_settings_are_checked(kwargs: dict[str, int], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**kwargs)  # type: ignore[arg-type]

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--eval-every-epoch", action="store_true", help="evaluate once per epoch (overrides --eval-every)")
     add("--eval-rows", type=int, help="validation rows of periodic evaluations (final: all)")
     add("--restore-best", action="store_true", help="end with the weights of the best validation AUC")
+    add("--patience", type=int, help="early stopping: stop after N evaluations without a better validation "
+        "AUC and keep the best weights (needs --eval-every or --eval-every-epoch)")
     add("--target-auc", type=float, help="stop when the validation AUC reaches this")
     add("--block-size", type=int, help="Z for robe/lma (default: robe d, one block per lookup; lma 1)")
     add("--seed", type=int, default=0)
@@ -122,6 +124,15 @@ def _model_bytes(model: DLRM, embedding: CompressedEmbedding) -> int:
     return dense + embedding.parameter_bytes()
 
 
+def array_bytes(embedding: CompressedEmbedding) -> int:
+    """Bytes of the embedding's trained float arrays alone (M, or the tables), without hash coefficients,
+    vocabularies or signatures: the memory the papers report."""
+    own = getattr(embedding, "array_bytes", None)
+    if callable(own):
+        return int(own())
+    return sum(p.numel() * p.element_size() for p in embedding.parameters())
+
+
 def _spec(args: argparse.Namespace) -> EmbeddingSpec:
     return EmbeddingSpec(Method(args.embedding), args.block_size, args.seed, args.min_count, args.init_scale,
                          keys_per_block=args.lma_k, num_minhashes=args.lma_minhashes,
@@ -160,6 +171,11 @@ def build_model(args: argparse.Namespace, train: Split,
         "dataset": data.get("meta", {}).get("dataset"),
         "rows": data.get("rows"),
     }
+    from training.dlrm.metrics import FREQUENT_COUNT, count_frequent_values
+
+    # the memory axes of the accuracy study: the trained array alone, and values seen >= 10 times
+    info.update(array_bytes=array_bytes(embedding), frequent_count=FREQUENT_COUNT,
+                frequent_values=count_frequent_values(train.categorical, FREQUENT_COUNT))
     extra = {"spec": asdict(spec), "budget_bytes": budget, "full_embedding_bytes": reference, "info": info}
     return model, info, extra
 
@@ -169,7 +185,7 @@ def _train_config(args: argparse.Namespace, train_rows: int) -> TrainConfig:
     return TrainConfig(batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
                        eval_every=eval_every, eval_rows=args.eval_rows, target_auc=args.target_auc,
                        lr_embedding=args.lr_embedding, lr_dense=args.lr_dense, seed=args.seed,
-                       restore_best=args.restore_best)
+                       restore_best=args.restore_best, patience=args.patience)
 
 
 def _use_sparse_gradients(model: DLRM, device: torch.device) -> None:

@@ -1,7 +1,10 @@
-"""Write docs/results/dlrm.json, dlrm.md's generated tables and dlrm_auc_vs_memory.png from finished runs.
+"""Write docs/results/dlrm.json, dlrm.md's generated section and dlrm_auc_vs_memory.png from finished runs.
 
-``dlrm.md`` keeps its hand-written text: only the part between ``<!-- results:begin -->`` and
-``<!-- results:end -->`` is replaced.
+Everything quoted is computed here from the runs: test AUC/log loss per seed, mean and spread over seeds,
+paired-bootstrap 95% intervals of each AUC difference (same test rows, resampled jointly), the oracle
+table, and the targets of issue 11 marked met / not met with their figures. ``dlrm.md`` keeps its
+hand-written text: only the part between ``<!-- results:begin -->`` and ``<!-- results:end -->`` is
+replaced.
 """
 
 from __future__ import annotations
@@ -9,139 +12,364 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from training.dlrm.budget import format_size
+from training.dlrm.metrics import PairedDifference, paired_bootstrap_auc
 
 logger = logging.getLogger(__name__)
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-DATASET_TITLES = {"synthetic": "synthetic (synth-criteo defaults, kaggle config)",
-                  "criteo_15k": "criteo_15k (real, tiny config, 3 seeds)",
-                  "avazu_9k": "avazu_9k (real, tiny config, 3 seeds)"}
+DESIGN_FIELDS = ("dataset", "method", "block_size", "seed", "compression", "array_bytes", "parameter_bytes",
+                 "auc", "logloss", "config", "epochs", "ran_on")
+FLOAT_BYTES = 4
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+V2, NULL = "synthetic-v2", "synthetic-null"
+TITLES = {V2: "synthetic-v2 (generator v2)", NULL: "synthetic-null (null control: the generator's old "
+          "behaviour)"}
 
 
 def result_row(run: dict[str, Any]) -> dict[str, Any]:
-    """One run as a docs/results/dlrm.json entry (DESIGN.md section 8 fields first)."""
+    """One run as a docs/results/dlrm.json ``results`` entry: exactly DESIGN.md section 8's fields, with
+    ``auc`` and ``logloss`` on the held-out test split."""
     m = run["metrics"]
     return {
-        "dataset": run["dataset"], "method": m["method"], "compression": m["compression"],
-        "parameter_bytes": m["parameter_bytes"], "auc": m["auc"], "logloss": m["logloss"],
-        "config": m["config"]["name"], "steps": m["steps"],
-        "label": run["label"], "block_size": m.get("block_size"), "embedding_bytes": m["embedding_bytes"],
-        "nominal_compression": round(m["full_embedding_bytes"] / m["budget_bytes"]) if m.get("budget_bytes")
-        else 1, "test_auc": m.get("test_auc"), "test_logloss": m.get("test_logloss"), "seed": run["seed"],
-        "samples_per_s": m["samples_per_s"], "device": m.get("device"), "command": run["command"],
+        "dataset": run["dataset"], "method": m["method"], "block_size": m.get("block_size"),
+        "seed": run["seed"], "compression": m["compression"], "array_bytes": m.get("array_bytes"),
+        "parameter_bytes": m["parameter_bytes"], "auc": m.get("test_auc"), "logloss": m.get("test_logloss"),
+        "config": m["config"]["name"], "epochs": m["epochs"], "ran_on": m.get("ran_on", m.get("device")),
     }
 
 
-def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation over seeds of each (dataset, label, nominal compression)."""
-    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        groups[(row["dataset"], row["label"], row["nominal_compression"])].append(row)
+def detail_row(run: dict[str, Any]) -> dict[str, Any]:
+    """The rest of a run (``details`` in dlrm.json, same order as ``results``)."""
+    m = run["metrics"]
+    array = m.get("array_bytes")
+    frequent = m.get("frequent_values")
+    epochs = m["epochs"]
+    return {
+        "dataset": run["dataset"], "label": run["label"], "seed": run["seed"],
+        "nominal_compression": run["nominal_compression"], "val_auc": m["auc"], "val_logloss": m["logloss"],
+        "test_rows": m.get("test_rows"), "val_rows": m.get("val_rows"), "best_epoch": m.get("best_epoch"),
+        "stopped_early": m.get("stopped_early"), "steps": m["steps"], "embedding_bytes": m["embedding_bytes"],
+        "full_embedding_bytes": m.get("full_embedding_bytes"), "frequent_values": frequent,
+        "slots_per_frequent_value": array / FLOAT_BYTES / frequent if array and frequent else None,
+        "train_seconds": m.get("train_seconds"),
+        "seconds_per_epoch": m["train_seconds"] / epochs if m.get("train_seconds") and epochs else None,
+        "samples_per_s": m.get("samples_per_s"), "command": run["command"],
+    }
+
+
+@dataclass
+class Point:
+    """One (dataset, label, nominal compression) with its seeds' runs."""
+
+    dataset: str
+    label: str
+    nominal: float
+    runs: list[dict[str, Any]]
+
+    def values(self, key: str) -> list[float]:
+        return [float(r["metrics"][key]) for r in self.runs if r["metrics"].get(key) is not None]
+
+    def mean(self, key: str) -> float | None:
+        values = self.values(key)
+        return float(np.mean(values)) if values else None
+
+    def std(self, key: str) -> float | None:
+        values = self.values(key)
+        return float(np.std(values, ddof=1)) if len(values) > 1 else None
+
+    def predictions(self) -> tuple[np.ndarray, list[np.ndarray]] | None:
+        """Test labels and each seed's test logits (None when a run has none)."""
+        logits, labels = [], None
+        for run in self.runs:
+            path = Path(run["run_dir"]) / "test_predictions.npz"
+            if not path.exists():
+                return None
+            with np.load(path) as saved:
+                logits.append(saved["logits"])
+                if labels is None:
+                    labels = saved["labels"]
+                elif not np.array_equal(labels, saved["labels"]):
+                    raise ValueError(f"{path} was scored on other test rows than its seed siblings")
+        return (labels, logits) if labels is not None else None
+
+
+def points(runs: list[dict[str, Any]]) -> list[Point]:
+    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        groups[(run["dataset"], run["label"], float(run["nominal_compression"]))].append(run)
+    return [Point(d, label, x, sorted(group, key=lambda r: r["seed"]))
+            for (d, label, x), group in groups.items()]
+
+
+Lookup = Callable[[str, str, float], Point | None]
+
+
+def _lookup(all_points: list[Point]) -> Lookup:
+    index = {(p.dataset, p.label, p.nominal): p for p in all_points}
+    return lambda dataset, label, x: index.get((dataset, label, float(x)))
+
+
+def compare(a: Point | None, b: Point | None) -> PairedDifference | None:
+    """Paired bootstrap of AUC(a) - AUC(b) on the test rows (every seed of each side), or None."""
+    if a is None or b is None:
+        return None
+    pa, pb = a.predictions(), b.predictions()
+    if pa is None or pb is None:
+        return None
+    if not np.array_equal(pa[0], pb[0]):
+        raise ValueError(f"{a.label} and {b.label} on {a.dataset} were scored on different test rows")
+    return paired_bootstrap_auc(pa[0], pa[1], pb[1], BOOTSTRAP_RESAMPLES, seed=BOOTSTRAP_SEED)
+
+
+def best_robe(find: Lookup, dataset: str, x: float, dim: int) -> Point | None:
+    """ROBE's better block size at budget ``x``, chosen on the VALIDATION AUC (never on test)."""
+    found = [p for p in (find(dataset, "robe Z=1", x), find(dataset, f"robe Z={dim}", x)) if p is not None]
+    return max(found, key=lambda p: p.mean("auc") or -1.0) if found else None
+
+
+def summarize(all_points: list[Point], find: Lookup) -> list[dict[str, Any]]:
+    """Per point: means and seed spreads, memory on both axes, and the interval of the gap to full."""
     summary = []
-    for (dataset, label, nominal), group in groups.items():
-        entry: dict[str, Any] = {"dataset": dataset, "label": label, "nominal_compression": nominal,
-                                 "seeds": len(group)}
-        for key in ("auc", "test_auc", "logloss", "compression", "embedding_bytes", "parameter_bytes",
-                    "samples_per_s", "steps"):
-            values = [r[key] for r in group if r.get(key) is not None]
-            if values:
-                entry[key] = float(np.mean(values))
-                entry[f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+    for p in all_points:
+        entry: dict[str, Any] = {"dataset": p.dataset, "label": p.label, "nominal_compression": p.nominal,
+                                 "seeds": len(p.runs)}
+        for key in ("test_auc", "test_logloss", "auc", "compression", "array_bytes", "embedding_bytes",
+                    "parameter_bytes", "epochs", "best_epoch", "train_seconds"):
+            mean = p.mean(key)
+            if mean is not None:
+                entry[key] = mean
+                entry[f"{key}_std"] = p.std(key)
+        frequent = p.mean("frequent_values")
+        if frequent and entry.get("array_bytes"):
+            entry["slots_per_frequent_value"] = entry["array_bytes"] / FLOAT_BYTES / frequent
+        if p.label != "full":
+            difference = compare(p, find(p.dataset, "full", 1.0))
+            entry["vs_full"] = difference.to_dict() if difference is not None else None
         summary.append(entry)
-    order = {name: i for i, name in enumerate(DATASET_TITLES)}
+    order = {name: i for i, name in enumerate(TITLES)}
     return sorted(summary, key=lambda e: (order.get(e["dataset"], 99), e["nominal_compression"], e["label"]))
 
 
-def _cell(entry: dict[str, Any], key: str, digits: int = 4) -> str:
-    if key not in entry:
+def _interval(d: PairedDifference | dict[str, Any] | None) -> str:
+    if d is None:
         return "-"
-    if entry["seeds"] > 1:
+    values = d.to_dict() if isinstance(d, PairedDifference) else d
+    return f"{values['difference']:+.4f} [{values['low']:+.4f}, {values['high']:+.4f}]"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target of issue 11 as evaluated from the runs."""
+
+    name: str
+    measured: str
+    met: bool | None  # None: not evaluated (runs missing) or only reported
+
+    def verdict(self) -> str:
+        return {True: "met", False: "NOT met", None: "not evaluated"}[self.met]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.name, "measured": self.measured, "met": self.met}
+
+
+def _missing(name: str, what: str) -> Target:
+    return Target(name, f"runs missing: {what}", None)
+
+
+def evaluate_targets(find: Lookup, dim: int, compressions: list[float],
+                     oracles: dict[str, dict[str, Any]]) -> list[Target]:
+    """The accuracy targets of issue 11, each from the runs (test AUC; ROBE's Z chosen on validation)."""
+    targets = []
+    name = "generator v2: ROBE (best Z) at 16x >= full - 0.001"
+    robe16, full = best_robe(find, V2, 16, dim), find(V2, "full", 1)
+    d = compare(robe16, full)
+    targets.append(_missing(name, "full, robe at 16x") if d is None or robe16 is None else Target(
+        name, f"{robe16.label}: {_interval(d)} (mean test AUC difference over seeds, 95% interval)",
+        d.difference >= -0.001))
+    for x in [c for c in compressions if c >= 64]:
+        name = f"generator v2: ROBE beats the hashing trick by >= 0.01 AUC at {x:g}x"
+        robe, hashed = best_robe(find, V2, x, dim), find(V2, "hash", x)
+        d = compare(robe, hashed)
+        targets.append(_missing(name, f"robe/hash at {x:g}x") if d is None or robe is None else Target(
+            name, f"{robe.label} - hash: {_interval(d)}", d.difference >= 0.01))
+    name = "generator v2: ROBE at 1000x reported against the oracle's 1000x row"
+    robe = best_robe(find, V2, 1000, dim)
+    row = _oracle_row(oracles.get(V2, {}), 1000)
+    if robe is None:
+        targets.append(_missing(name, "robe at 1000x"))
+    else:
+        oracle_text = (f"oracle {row['auc']:.4f} ({row['values_kept']} values kept)" if row is not None
+                       else f"no oracle ({oracles.get(V2, {}).get('error', 'not computed')})")
+        measured = f"{robe.label} test AUC {robe.mean('test_auc'):.4f}; {oracle_text}"
+        targets.append(Target(name, measured, None))
+    for x in (16.0, 64.0):
+        name = f"generator v2: LMA - ROBE >= +0.002 AUC at {x:g}x with the 95% interval above 0"
+        lma, robe = find(V2, "lma", x), best_robe(find, V2, x, dim)
+        d = compare(lma, robe)
+        targets.append(_missing(name, f"lma/robe at {x:g}x") if d is None or robe is None else Target(
+            name, f"lma - {robe.label}: {_interval(d)}", d.difference >= 0.002 and d.above_zero))
+        name = f"null control: LMA - ROBE within its interval of 0 at {x:g}x"
+        lma, robe = find(NULL, "lma", x), best_robe(find, NULL, x, dim)
+        d = compare(lma, robe)
+        targets.append(_missing(name, f"null-control lma/robe at {x:g}x") if d is None or robe is None else
+                       Target(name, f"lma - {robe.label}: {_interval(d)}", d.contains_zero))
+    name = "generator v2: LMA at 16x >= full - 0.001 (the paper's claim)"
+    d = compare(find(V2, "lma", 16), find(V2, "full", 1))
+    targets.append(_missing(name, "lma at 16x, full") if d is None else Target(
+        name, f"lma - full: {_interval(d)}", d.difference >= -0.001))
+    return targets
+
+
+def _oracle_row(table: dict[str, Any], x: float) -> dict[str, Any] | None:
+    for row in table.get("rows") or []:
+        if row.get("nominal_compression") is not None and float(row["nominal_compression"]) == float(x):
+            return dict(row)
+    return None
+
+
+def _cell(entry: dict[str, Any], key: str, digits: int = 4) -> str:
+    if entry.get(key) is None:
+        return "-"
+    if entry.get(f"{key}_std") is not None:
         return f"{entry[key]:.{digits}f} ± {entry[key + '_std']:.{digits}f}"
     return f"{entry[key]:.{digits}f}"
 
 
-def markdown_tables(summary: list[dict[str, Any]]) -> str:
-    lines = []
-    for dataset, title in DATASET_TITLES.items():
+def markdown(summary: list[dict[str, Any]], targets: list[Target], oracles: dict[str, dict[str, Any]],
+             rows: list[dict[str, Any]], facts: dict[str, Any]) -> str:
+    ran_on = sorted({str(r["ran_on"]) for r in rows})
+    lines = [f"Profile `{facts['profile']}`: {facts['rows']:,} generated rows per data set (80/10/10), "
+             f"`{facts['config']}` config, batch {facts['batch_size']}, up to {facts['max_epochs']} epochs "
+             f"with early stopping (validation AUC {facts['evals_per_epoch']}x per epoch, stop after "
+             f"{facts['patience']} evaluation{'s' * (facts['patience'] != 1)} without a better one, best "
+             f"weights "
+             f"kept), seeds {facts['seeds']} for full tables"
+             f"{''.join(f', {x:g}x' for x in facts['key_compressions'])}, "
+             f"seed {facts['seeds'][0]} elsewhere. "
+             f"AUC and log loss are on the held-out "
+             f"test split, scored once; intervals are paired-bootstrap 95% intervals "
+             f"({BOOTSTRAP_RESAMPLES} resamples, seed {BOOTSTRAP_SEED}) of the difference of mean test "
+             f"AUCs on the same rows. Ran on: {'; '.join(ran_on) or '-'}.", "",
+             "### Targets (issue 11), evaluated by `training.dlrm.results_report`", "",
+             "| target | measured | verdict |", "|---|---|---|"]
+    lines += [f"| {t.name} | {t.measured} | {t.verdict()} |" for t in targets]
+    lines.append("")
+    for dataset, title in TITLES.items():
         entries = [e for e in summary if e["dataset"] == dataset]
         if not entries:
             continue
-        full = next((e for e in entries if e["label"] == "full"), None)
         lines += [f"### {title}", "",
-                  "| method | compression (nominal / actual) | embedding bytes | val AUC | test AUC | "
-                  "val AUC - full | val logloss | train samples/s | steps |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| method | compression (nominal / actual) | array bytes | slots per value seen >= 10x | "
+                  "seeds | test AUC | test AUC - full [95%] | test logloss | val AUC | epochs (best) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for e in entries:
-            delta = f"{e['auc'] - full['auc']:+.4f}" if full is not None else "-"
+            slots = e.get("slots_per_frequent_value")
             lines.append(
-                f"| {e['label']} | {e['nominal_compression']}x / {e['compression']:.0f}x | "
-                f"{format_size(e['embedding_bytes'])} | {_cell(e, 'auc')} | {_cell(e, 'test_auc')} | "
-                f"{delta} | "
-                f"{_cell(e, 'logloss')} | {e['samples_per_s']:.0f} | {e['steps']:.0f} |")
+                f"| {e['label']} | {e['nominal_compression']:g}x / {e['compression']:.0f}x | "
+                f"{format_size(e['array_bytes']) if e.get('array_bytes') else '-'} | "
+                f"{f'{slots:.2f}' if slots is not None else '-'} | {e['seeds']} | {_cell(e, 'test_auc')} | "
+                f"{_interval(e.get('vs_full'))} | {_cell(e, 'test_logloss')} | {_cell(e, 'auc')} | "
+                f"{e.get('epochs', 0):.1f} ({e.get('best_epoch', 0):.1f}) |")
         lines.append("")
+        lines += oracle_lines(dataset, oracles.get(dataset, {}), facts, entries)
     return "\n".join(lines)
 
 
-def plot(summary: list[dict[str, Any]], path: Path) -> None:
+def oracle_lines(dataset: str, table: dict[str, Any], facts: dict[str, Any],
+                 entries: list[dict[str, Any]]) -> list[str]:
+    if "error" in table or not table.get("rows"):
+        return [f"Oracle table of {dataset}: not available ({table.get('error', 'not computed')}).", ""]
+    lines = [f"Oracle of {dataset} (true logits on the test split; per-value effects kept only for the "
+             f"values each budget holds): ceiling AUC {table['ceiling_auc']:.4f}, no per-value effects "
+             f"{table['no_per_value_auc']:.4f}.", "",
+             "| budget | bytes | values kept | oracle AUC | best method (test AUC) |",
+             "|---|---|---|---|---|"]
+    for row in sorted(table["rows"], key=lambda r: -int(r["budget_bytes"])):
+        x = row.get("nominal_compression")
+        here = [e for e in entries if x is not None and e["nominal_compression"] == float(x)
+                and e.get("test_auc") is not None]
+        best = max(here, key=lambda e: e["test_auc"], default=None)
+        best_text = f"{best['label']} ({best['test_auc']:.4f})" if best else "-"
+        budget = f"{float(x):g}x" if x is not None else "-"
+        lines.append(f"| {budget} | {format_size(row['budget_bytes'])} | {row['values_kept']:,} | "
+                     f"{row['auc']:.4f} | {best_text} |")
+    return [*lines, ""]
+
+
+def plot(summary: list[dict[str, Any]], oracles: dict[str, dict[str, Any]], path: Path) -> None:
+    """Test AUC vs memory, as the compression ratio (top) and as slots per frequent value (bottom)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [d for d in DATASET_TITLES if any(e["dataset"] == d for e in summary)]
-    fig, axes = plt.subplots(1, max(len(names), 1), figsize=(6 * max(len(names), 1), 4.5), squeeze=False)
-    for ax, dataset in zip(axes[0], names, strict=False):
-        entries = [e for e in summary if e["dataset"] == dataset]
-        for label in dict.fromkeys(e["label"] for e in entries):
-            points = sorted((e for e in entries if e["label"] == label), key=lambda e: e["embedding_bytes"])
-            x = [p["embedding_bytes"] for p in points]
-            y = [p["auc"] for p in points]
-            err = [p.get("auc_std", 0.0) for p in points]
-            if label == "full":
-                ax.axhline(y[0], color="black", linestyle="--", linewidth=1,
-                           label=f"full ({format_size(x[0])})")
-            else:
-                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
-        ax.set_xscale("log")
-        ax.set_xlabel("embedding bytes (log scale)")
-        ax.set_ylabel("validation AUC")
-        ax.set_title(DATASET_TITLES[dataset], fontsize=9)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7)
+    names = [d for d in TITLES if any(e["dataset"] == d for e in summary)] or ["-"]
+    fig, axes = plt.subplots(2, len(names), figsize=(6.5 * len(names), 9), squeeze=False)
+    for column, dataset in enumerate(names):
+        entries = [e for e in summary if e["dataset"] == dataset and e.get("test_auc") is not None]
+        full = next((e for e in entries if e["label"] == "full"), None)
+        for row, (key, xlabel) in enumerate((("compression", "compression vs full tables (x, log)"),
+                                             ("slots_per_frequent_value",
+                                              "array floats per value seen >= 10 times (log)"))):
+            ax = axes[row][column]
+            for label in dict.fromkeys(e["label"] for e in entries if e["label"] != "full"):
+                line = sorted((e for e in entries if e["label"] == label and e.get(key)),
+                              key=lambda e: e[key])
+                ax.errorbar([e[key] for e in line], [e["test_auc"] for e in line],
+                            yerr=[e.get("test_auc_std") or 0.0 for e in line], marker="o", capsize=3,
+                            label=label)
+            if full is not None:
+                ax.axhline(full["test_auc"], color="black", linestyle="--", linewidth=1, label="full tables")
+            table = oracles.get(dataset, {})
+            oracle_rows = sorted((r for r in table.get("rows") or [] if r.get("nominal_compression")),
+                                 key=lambda r: r["nominal_compression"])
+            if key == "compression" and oracle_rows:
+                ax.plot([r["nominal_compression"] for r in oracle_rows], [r["auc"] for r in oracle_rows],
+                        color="grey", linestyle=":", marker="x", label="oracle")
+            ax.set_xscale("log")
+            if key == "compression":
+                ax.invert_xaxis()
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel("test AUC")
+            ax.set_title(TITLES.get(dataset, dataset), fontsize=9)
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def throughput_table(report: dict[str, Any]) -> str:
-    lines = [f"### CPU training throughput ({report['config']} config, batch {report['batch_size']}, "
-             f"{report['threads']} threads on {report['cpu_count']} cores, median of {report['rounds']} "
-             "alternating rounds)", "", "| embedding | samples/s | vs full |", "|---|---|---|"]
-    lines += [f"| {v['label']} | {v['samples_per_s']:.0f} | {v['ratio_vs_full']:.2f}x |"
-              for v in report["variants"]]
-    return "\n".join([*lines, ""])
-
-
-def write_report(runs: list[dict[str, Any]], docs: Path, speed: dict[str, Any] | None = None) -> None:
-    """Write dlrm.json, dlrm.md's generated section and the PNG into ``docs``."""
+def write_report(runs: list[dict[str, Any]], docs: Path, facts: dict[str, Any],
+                 oracles: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Write dlrm.json, dlrm.md's generated section and the PNG into ``docs``; returns dlrm.json's body."""
     docs.mkdir(parents=True, exist_ok=True)
+    oracles = oracles or {}
     rows = [result_row(r) for r in runs]
-    summary = summarize(rows)
-    body = {"results": rows, "summary": summary, "throughput_cpu": speed}
+    all_points = points(runs)
+    find = _lookup(all_points)
+    summary = summarize(all_points, find)
+    targets = evaluate_targets(find, facts["dim"], facts["compressions"], oracles)
+    body = {"results": rows, "details": [detail_row(r) for r in runs], "summary": summary,
+            "targets": [t.to_dict() for t in targets], "oracle": oracles, "study": facts}
     (docs / "dlrm.json").write_text(json.dumps(body, indent=1) + "\n")
-    plot(summary, docs / "dlrm_auc_vs_memory.png")
+    plot(summary, oracles, docs / "dlrm_auc_vs_memory.png")
     page = docs / "dlrm.md"
     text = page.read_text() if page.exists() else f"# DLRM: AUC vs memory\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text += f"\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    tables = markdown_tables(summary) + ("\n" + throughput_table(speed) if speed else "")
-    page.write_text(f"{head}{BEGIN}\n{tables}\n{END}{tail}")
+    page.write_text(f"{head}{BEGIN}\n{markdown(summary, targets, oracles, rows, facts)}\n{END}{tail}")
+    for target in targets:
+        logger.info("%s: %s (%s)", target.name, target.verdict(), target.measured)
     logger.info("wrote %s, %s and the plot (%d runs)", docs / "dlrm.json", page, len(rows))
+    return body

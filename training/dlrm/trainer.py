@@ -1,5 +1,13 @@
 """Train a DLRM: batches from shards, Adagrad on the embedding + Adam on the MLPs, periodic evaluation,
-early stop at a target AUC, checkpoints and resume, and data-parallel training under ``torchrun``.
+early stopping (a target AUC, or ``patience`` evaluations without a better validation AUC, keeping the best
+weights), the held-out test split scored once at the end, checkpoints and resume, and data-parallel
+training under ``torchrun``.
+
+Accuracy protocol. Decisions (when to stop, which weights to keep) use the validation split only. The
+test split is scored once, with the weights kept, after training: ``test_auc``/``test_logloss`` in
+metrics.json beside the validation ``auc``/``logloss``, and every test row's logit in
+``RUN_DIR/test_predictions.npz`` (``logits`` float32, ``labels`` int8) so that methods can be compared
+on the same rows (paired bootstrap, ``training.dlrm.metrics.paired_bootstrap_auc``).
 
 Optimizers. Embeddings get Adagrad (lr 0.05 by default): its per-coordinate step suits rows and memory
 slots that are touched at very different rates (a shared ROBE slot receives the gradient of many values;
@@ -16,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import platform
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -53,6 +63,8 @@ class TrainConfig:
         eval_batch_size: rows per forward pass when evaluating.
         restore_best: end with the weights of the best validation AUC seen (early stopping; small data
             sets overfit within a few epochs). Periodic evaluations must then use every validation row.
+        patience: stop after this many periodic evaluations in a row without a better validation AUC
+            (None: never); needs ``eval_every`` and implies keeping the best weights.
     """
 
     batch_size: int = 2048
@@ -66,6 +78,12 @@ class TrainConfig:
     seed: int = 0
     eval_batch_size: int = 16384
     restore_best: bool = False
+    patience: int | None = None
+
+    @property
+    def keeps_best(self) -> bool:
+        """Whether training ends with the weights of the best validation AUC."""
+        return self.restore_best or self.patience is not None
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.eval_batch_size < 1:
@@ -78,8 +96,14 @@ class TrainConfig:
             raise ValueError(f"--eval-every must be >= 0, got {self.eval_every}")
         if self.target_auc is not None and not 0 < self.target_auc <= 1:
             raise ValueError(f"--target-auc must be in (0, 1], got {self.target_auc}")
-        if self.restore_best and self.eval_rows is not None:
-            raise ValueError("--restore-best compares full evaluations: drop --eval-rows")
+        if self.patience is not None:
+            if self.patience < 1:
+                raise ValueError(f"--patience must be >= 1, got {self.patience}")
+            if not self.eval_every:
+                raise ValueError("--patience counts periodic evaluations: give --eval-every or "
+                                 "--eval-every-epoch")
+        if self.keeps_best and self.eval_rows is not None:
+            raise ValueError("--restore-best and --patience compare full evaluations: drop --eval-rows")
 
 
 @dataclass(frozen=True)
@@ -134,6 +158,7 @@ class Progress:
     samples: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] | None = None  # {"step", "auc", "state_dict"} when restoring the best weights
+    stopped_early: bool = False  # patience ran out (not saved: recomputed from the history on resume)
 
 
 def batch_rows(num_rows: int, batch_size: int, seed: int, start_step: int, rank: int = 0,
@@ -169,12 +194,13 @@ def make_optimizers(model: DLRM, config: TrainConfig) -> list[torch.optim.Optimi
 
 
 AnySplit = Split | DeviceSplit
+PREDICTIONS_NAME = "test_predictions.npz"
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: AnySplit, device: torch.device, batch_size: int,
-             max_rows: int | None = None) -> dict[str, float]:
-    """Validation AUC and log loss over the first ``max_rows`` rows (all when None)."""
+def predict(model: nn.Module, split: AnySplit, device: torch.device, batch_size: int,
+            max_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (float32) and labels (int8) of the first ``max_rows`` rows (all when None), in row order."""
     was_training = model.training
     model.eval()
     n = len(split) if max_rows is None else min(len(split), max_rows)
@@ -185,9 +211,37 @@ def evaluate(model: nn.Module, split: AnySplit, device: torch.device, batch_size
         targets.append(labels.cpu())
     model.train(was_training)
     scores = torch.cat(logits).numpy() if logits else np.zeros(0, np.float32)
-    truth = torch.cat(targets).double().numpy() if targets else np.zeros(0)
-    probabilities = 1.0 / (1.0 + np.exp(-scores.astype(np.float64)))
-    return {"auc": roc_auc(truth, scores), "logloss": log_loss(truth, probabilities), "rows": n}
+    truth = torch.cat(targets).numpy().astype(np.int8) if targets else np.zeros(0, np.int8)
+    return scores, truth
+
+
+def score(logits: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """AUC, log loss and row count of logits against 0/1 labels."""
+    probabilities = 1.0 / (1.0 + np.exp(-logits.astype(np.float64)))
+    truth = labels.astype(np.float64)
+    return {"auc": roc_auc(truth, logits), "logloss": log_loss(truth, probabilities), "rows": len(labels)}
+
+
+def evaluate(model: nn.Module, split: AnySplit, device: torch.device, batch_size: int,
+             max_rows: int | None = None) -> dict[str, float]:
+    """AUC and log loss over the first ``max_rows`` rows of ``split`` (all when None)."""
+    return score(*predict(model, split, device, batch_size, max_rows))
+
+
+def ran_on(device: torch.device) -> str:
+    """Where a run trained, in words: the GPU's name, or the CPU model and its core count."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = torch.get_num_threads()
+    return f"cpu: {model}, {os.cpu_count()} cores, {threads} torch thread{'s' * (threads != 1)}, no GPU used"
 
 
 class Trainer:
@@ -243,7 +297,7 @@ class Trainer:
                           self.rank, self.world_size)
         bar = tqdm(total=steps, initial=progress.step, desc=f"train {self.info.get('method', '')}",
                    disable=self.rank != 0, mininterval=1.0, dynamic_ncols=True)
-        stop = progress.step >= steps
+        stop = progress.step >= steps or self._out_of_patience()
         while not stop:
             started = time.perf_counter()
             loss = self._step(next(rows))
@@ -256,7 +310,7 @@ class Trainer:
             stop = progress.step >= steps
             if config.eval_every and progress.step % config.eval_every == 0 and not stop:
                 result = self._evaluate(config.eval_rows)
-                stop = self._reached_target(result)
+                stop = self._reached_target(result) or self._out_of_patience()
         bar.close()
         return self._finish()
 
@@ -282,6 +336,20 @@ class Trainer:
                         self.progress.step)
         return reached
 
+    def _out_of_patience(self) -> bool:
+        """``patience`` evaluations in a row since the best validation AUC (known from the history, so a
+        resumed run stops where the original would have)."""
+        patience, history = self.config.patience, self.progress.history
+        if patience is None or not history:
+            return False
+        best = max(range(len(history)), key=lambda i: (history[i]["auc"], -i))
+        waited = len(history) - 1 - best
+        if waited >= patience:
+            logger.info("no better validation AUC in %d evaluations (best %.5f at step %d): stopping at "
+                        "step %d", waited, history[best]["auc"], history[best]["step"], self.progress.step)
+            self.progress.stopped_early = True
+        return waited >= patience
+
     def _evaluate(self, max_rows: int | None) -> dict[str, Any]:
         """Evaluate on rank 0, checkpoint, and share the result with every rank."""
         result: dict[str, Any] = {}
@@ -302,7 +370,7 @@ class Trainer:
 
     def _remember_if_best(self, result: dict[str, Any]) -> None:
         best = self.progress.best
-        if self.config.restore_best and (best is None or result["auc"] > best["auc"]):
+        if self.config.keeps_best and (best is None or result["auc"] > best["auc"]):
             state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             self.progress.best = {"step": result["step"], "auc": result["auc"], "state_dict": state}
 
@@ -318,10 +386,17 @@ class Trainer:
             if self.rank == 0:
                 self._save(self._metrics(last))
         metrics = self._metrics(last)
-        metrics["best_step"] = last["step"]
+        metrics.update(best_step=last["step"], best_epoch=last["step"] * self.config.batch_size /
+                       len(self.train_split), stopped_early=self.progress.stopped_early)
         if self.rank == 0 and self.test_split is not None and len(self.test_split):
-            test = evaluate(self.model, self.test_split, self.device, self.config.eval_batch_size)
+            # the one and only look at the test split, with the weights kept
+            logits, labels = predict(self.model, self.test_split, self.device, self.config.eval_batch_size)
+            test = score(logits, labels)
             metrics.update(test_auc=test["auc"], test_logloss=test["logloss"], test_rows=test["rows"])
+            path = self.run_dir / PREDICTIONS_NAME
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as stream:
+                np.savez_compressed(stream, logits=logits, labels=labels)
         if self.rank == 0:
             ckpt.write_metrics(self.run_dir, metrics)
         return metrics
@@ -331,6 +406,8 @@ class Trainer:
             **self.info,
             "auc": result["auc"],
             "logloss": result["logloss"],
+            "val_auc": result["auc"],
+            "val_logloss": result["logloss"],
             "val_rows": result["rows"],
             "steps": self.progress.step,
             "samples": self.progress.samples,
@@ -340,6 +417,7 @@ class Trainer:
             "batch_size": self.config.batch_size,
             "world_size": self.world_size,
             "device": str(self.device),
+            "ran_on": ran_on(self.device),
             "history": list(self.progress.history),
             "train_config": asdict(self.config),
         }
