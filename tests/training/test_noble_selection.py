@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,3 +98,13 @@ def test_staged_search_picks_by_cv_and_never_reads_validation(tmp_path: Path) ->
     assert chosen["cv_mean_error_m"] == min(r["cv_mean_error_m"] for r in same)
     train_config, decode = chosen_configs(chosen)
     assert train_config.members == 1 and decode.label() == chosen["decode_label"]
+    # an interrupted run resumed: every candidate scored before is reused, nothing is trained again
+    trained: list[str] = []
+
+    def timed(stage: str, work: Callable[..., Any], *args: Any) -> Any:
+        trained.append(stage)
+        return work(*args)
+
+    again = CrossValidation(train, replace(config, members=(1,)), timed, previous=rows).run()
+    assert trained == [] and again["chosen"]["setting"] == chosen["setting"]
+    assert all(r.get("reused") for r in again["rows"])

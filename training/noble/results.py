@@ -63,6 +63,7 @@ class ResultsConfig:
         imu_test_walks: simulated walks to score every tracker.
         run_dir: also save the seed-0 model of the chosen setting as a run directory (``python -m export``).
         part: ``all``, or only ``wifi`` / ``imu`` (the other part's results in noble.json are kept).
+        resume: reuse the CV rows of an interrupted run in ``out/noble.json`` (same base settings).
     """
 
     data: Path = DEFAULT_DATA
@@ -73,6 +74,7 @@ class ResultsConfig:
     imu_test_walks: int = 150
     run_dir: Path | None = None
     part: str = "all"
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.imu_train_walks < 1 or self.imu_test_walks < 4:
@@ -155,7 +157,15 @@ def wifi(config: ResultsConfig, timer: Timer, state: dict[str, Any]) -> None:
         state["cv"] = cv_result
         _write(config, state)
 
-    cv_result = CrossValidation(train, config.cv, timer.run, save_cv).run()
+    previous: list[dict[str, Any]] = []
+    path = config.out / "noble.json"
+    if config.resume and path.exists():
+        earlier = json.loads(path.read_text()).get("cv") or {}
+        base = json.loads(json.dumps(asdict(config.cv.base)))
+        same = earlier.get("search", {}).get("base") == base
+        previous = earlier.get("rows", []) if same else []
+        logger.info("resume: %d CV rows of the earlier run reused where they match", len(previous))
+    cv_result = CrossValidation(train, config.cv, timer.run, save_cv, previous).run()
     chosen = cv_result["chosen"]
     preds: dict[str, Predictions] = {}
 
@@ -320,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=PARTS, default="all",
                         help="run only the WiFi or the IMU part (the other's results in noble.json are kept)")
     parser.add_argument("--doc-only", action="store_true", help="re-render noble.md from noble.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the CV candidates already scored in noble.json (an interrupted run)")
+    parser.add_argument("--cv-epochs", default="10,20", help="epoch candidates, the first used in stage 1")
+    parser.add_argument("--cv-members", default="1,2", help="ensemble sizes searched (first must be 1)")
     parser.add_argument("--imu-train-walks", type=int, default=ResultsConfig().imu_train_walks)
     parser.add_argument("--imu-test-walks", type=int, default=ResultsConfig().imu_test_walks)
     parser.add_argument("--run-dir", type=Path, help="also save the final ensemble here (python -m export)")
@@ -335,9 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.doc_only:
             write_markdown(json.loads((args.out / "noble.json").read_text()), args.out / "noble.md")
             return 0
+        cv = CvConfig(epochs=tuple(int(e) for e in args.cv_epochs.split(",") if e),
+                      members=tuple(int(m) for m in args.cv_members.split(",") if m))
         config = ResultsConfig(
-            data=args.data, out=args.out, seeds=args.seeds, imu_train_walks=args.imu_train_walks,
-            imu_test_walks=args.imu_test_walks, run_dir=args.run_dir, part=args.part)
+            data=args.data, out=args.out, cv=cv, seeds=args.seeds, imu_train_walks=args.imu_train_walks,
+            imu_test_walks=args.imu_test_walks, run_dir=args.run_dir, part=args.part, resume=args.resume)
         result = run(config)
     except (ValueError, OSError, KeyError) as error:
         logger.debug("user error", exc_info=True)

@@ -143,11 +143,14 @@ class CrossValidation:
         config: the search.
         timed: ``timed(stage, work, *args)`` runs and times a stage (``training.noble.results.Timer.run``).
         on_stage: called with the partial result after every stage (to write partial results).
+        previous: rows of an earlier, interrupted run of the same search on the same data
+            (``result()["rows"]``): a candidate scored there is reused instead of trained again.
     """
 
     def __init__(self, train: UjiSplit, config: CvConfig,
                  timed: Callable[..., Any] | None = None,
-                 on_stage: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_stage: Callable[[dict[str, Any]], None] | None = None,
+                 previous: list[dict[str, Any]] | None = None) -> None:
         self.train = train
         self.config = config
         self.folds = make_folds(train, config.folds)
@@ -156,6 +159,7 @@ class CrossValidation:
         self.decodes = decode_grid(config.base.cell_sizes)
         self.rows: list[dict[str, Any]] = []
         self.models: dict[str, _FoldModels] = {}
+        self.previous = previous or []
 
     def _fit(self, config: NobleTrainConfig, members: int) -> _FoldModels:
         key = repr(replace(config, members=1, seed=0))
@@ -215,6 +219,12 @@ class CrossValidation:
     def _stage(self, stage: str, candidates: list[tuple[NobleTrainConfig, int]]) -> list[dict[str, Any]]:
         rows = []
         for candidate, members in candidates:
+            name = _setting_name(candidate, members)
+            done = [r for r in self.previous if r["setting"] == name and r["stage"] == stage]
+            if len(done) == len(self.decodes) and len(self.folds) == len(done[0]["fold_rows"]):
+                logger.info("cv %s: scored in the earlier run, reused", name)
+                rows += [{**r, "reused": True} for r in done]
+                continue
             entry = self._fit(candidate, members)
             rows += self._score(entry, members, stage)
         self.rows += rows
