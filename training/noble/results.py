@@ -287,6 +287,7 @@ def _write(config: ResultsConfig, state: dict[str, Any]) -> dict[str, Any]:
         current = json.loads(path.read_text())
         merged = {k: v for k, v in current.items() if k in WIFI_KEYS + IMU_KEYS + ("seconds", "threads")}
     own = WIFI_KEYS if config.part == "wifi" else IMU_KEYS if config.part == "imu" else WIFI_KEYS + IMU_KEYS
+    merged = {k: v for k, v in merged.items() if k not in own}  # this part's keys are replaced wholesale
     merged.update({k: state[k] for k in own if k in state})
     merged["threads"] = state["threads"]
     merged["seconds"] = {**merged.get("seconds", {}), **state["seconds"]}
