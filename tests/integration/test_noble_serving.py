@@ -168,7 +168,8 @@ def test_served_errors_equal_offline_evaluation(validation: UjiSplit, run_dir: P
     assert (metrics["building_hit"], metrics["floor_hit"]) == (trained["building_hit"], trained["floor_hit"])
     # the results page: the same configuration and seed, its validation figures
     page = json.loads(RESULTS.read_text())["served"]
-    assert page["seed"] == 0 and card["decode"] == page["decode"]
+    model_json = json.loads((repository / MODEL / "1" / "model.json").read_text())
+    assert page["seed"] == 0 and model_json["decode"] == page["decode"]
     assert abs(metrics["mean_error_m"] - page["validation"]["mean_error_m"]) <= PAGE_TOL_M, (
         metrics["mean_error_m"], page["validation"]["mean_error_m"])
     # SIGTERM: queues drained and a clean exit (uvicorn re-raises the signal it handled once it is done,
