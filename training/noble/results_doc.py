@@ -103,6 +103,16 @@ def _validation(result: dict[str, Any]) -> list[str]:
                      f"{_spread(s['p95_error_m'])} | {_spread(s['building_hit'], True)} | "
                      f"{_spread(s['floor_hit'], True)} | {_spread(s['evaal_error_m'])} | "
                      f"{s['mean_error_m']['min']:.2f} - {s['mean_error_m']['max']:.2f} |")
+    summary = final["summary"]
+    if "noble" in summary and "noble, old topk decode" in summary:
+        new = summary["noble"]["mean_error_m"]["mean"]
+        old = summary["noble, old topk decode"]["mean_error_m"]["mean"]
+        verdict = "lower" if new < old else "HIGHER"
+        lines += ["", f"The CV-chosen decode gives a {verdict} mean error on the validation file than the "
+                  "old "
+                  f"top-k decode of the same networks ({new:.2f} vs {old:.2f} m)"
+                  + ("" if new < old else ": the decode ranking of the leave-users-out CV did not carry over "
+                     "to the validation file; the choice stands, as the protocol requires") + "."]
     return lines
 
 
@@ -202,8 +212,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         "",
     ]
     if partial:
+        note = f" ({result['partial_note']})" if result.get("partial_note") else ""
         text += ["**PARTIAL RESULTS**: the run had not finished every stage when this page was written "
-                 "(`noble.json` has `\"partial\": true`); missing sections are marked.", ""]
+                 f"(`noble.json` has `\"partial\": true`){note}; missing sections are marked.", ""]
     text += ["## Targets", "", *_targets(result), ""]
     if cv is not None:
         folds = "; ".join(f"fold {i + 1}: users {f['users']} / phones {f['phones']}, {f['rows']:,} rows"
@@ -261,7 +272,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         if served:
             v = served["validation"]
             what = "the chosen setting with ONE net (the first net of the seed-0 ensemble: `noble, 1 net` " \
-                "above), so that `make serve` trains it in about a minute" if served.get("method") == \
+                "above), so that `make serve` trains one net, not an ensemble" if served.get("method") == \
                 "noble, 1 net" else "this configuration, seed 0"
             text += [f"Served model (`make demo-models` -> `noble-wifi`): {what}: mean "
                      f"{v['mean_error_m']:.2f} m, floor {100 * v['floor_hit']:.2f}%, building "
