@@ -211,6 +211,10 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         "this page comes from `noble.json` beside it.",
         "",
     ]
+    if cv is not None and any(r.get("reused") for r in cv["rows"]):
+        text += ["The WiFi part was interrupted once after the CV search and resumed with `--resume`: the CV "
+                 "candidates (flagged `reused` in `noble.json`) were scored by the first process and not "
+                 "trained again; the final seeds were trained by the second.", ""]
     if partial:
         note = f" ({result['partial_note']})" if result.get("partial_note") else ""
         text += ["**PARTIAL RESULTS**: the run had not finished every stage when this page was written "
