@@ -48,7 +48,7 @@ results-dlrm: $(STAMP)
 	$(PY) -m training.dlrm.results
 
 results-noble: $(STAMP)
-	$(PY) -m training.noble.results
+	nice $(PY) -m training.noble.results
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

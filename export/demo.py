@@ -3,7 +3,9 @@
 1. synthetic Criteo-like data (``python -m training.data synth-criteo``), preprocessed into shards once;
 2. four small DLRMs on the same data and architecture, only the embedding differs: ``dlrm-full``,
    ``dlrm-hash``, ``dlrm-robe``, ``dlrm-lma`` (``python -m training dlrm``);
-3. ``noble-wifi`` (``python -m training noble --demo``) when the NObLe trainer and exporter exist;
+3. ``noble-wifi`` (``python -m training noble --demo``) when the NObLe trainer and exporter exist: the
+   configuration ``docs/results/noble.json`` reports as served (chosen by cross-validation), seed 0, so
+   the served model is the results page's;
 4. every run exported and verified into the repository (``export.exporter.export_run``).
 
 Each step is a documented CLI run as a subprocess (its own progress bar shows); finished steps are

@@ -2,7 +2,8 @@
 
 Graph: input ``rssi`` FP32 [-1, 520] (dBm, 100 = not detected); outputs ``longitude``, ``latitude`` FP32
 [-1] (UTM metres) and ``floor``, ``building`` INT64 [-1]. It holds the powed preprocessing, every
-ensemble member, the probability averaging and the top-k decode, in standard ONNX ops only (opset 18),
+ensemble member, the probability averaging and the checkpoint's decode (``training.noble.decoding``: the
+on-plan decode by default), in standard ONNX ops only (opset 18),
 so no custom-op library is needed.
 
 Precision: coordinates are computed in metres around the training origin and the origin is added in
@@ -141,8 +142,8 @@ def export_noble(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         "custom_ops": False,
         "output_atol": {name: _float32_ulp(torch_out[name]) for name in ("longitude", "latitude")},
         "preprocessing": "rssi 100 (not detected) -> -104 dBm; ((rssi + 104) / 104) clipped to [0, 1], ** e",
-        "decode": model.decode.value,
+        "decode": model.decode.to_dict(),
         "noble": {"members": len(model.members), "cell_sizes": list(model.cell_sizes),
-                  "top_k": model.config.top_k, "num_cells": list(model.config.num_cells)},
+                  "top_k": model.decode.top_k, "num_cells": list(model.config.num_cells)},
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from training.noble.metrics import Predictions, evaluate
 from training.noble.model import (
     CellGrid,
     Decode,
+    DecodeConfig,
     NobleConfig,
     NobleLocalizer,
     NobleNet,
@@ -141,14 +143,33 @@ def test_train_checkpoint_round_trip_and_learns(synthetic_dir: Path, tmp_path: P
     assert noble_main(["--data", str(synthetic_dir), "--out", str(tmp_path / "run"), "--members", "1",
                        "--epochs", "2", "--hidden", "32", "--cell-sizes", "4", "--threads", "1"]) == 0
     written = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert set(written["decodes"]) == {"centre", "topk"} and written["parameter_bytes"] > 0
+    assert set(written["decodes"]) == {"served", "centre", "topk", "plan"} and written["parameter_bytes"] > 0
     loaded, state = load_noble(tmp_path / "run")
     assert state["kind"] == "noble" and state["embedding"]["method"] == "none"
+    assert loaded.decode == DecodeConfig(Decode.PLAN, 4, None, 4.0)  # the CLI default: plan, finest snap
     rows = validation.rssi[:5]
     again = predict(loaded, rows, Decode.TOPK)
     assert again.longitude.shape == (5,)
-    got = evaluate(predict(loaded, validation.rssi, Decode.TOPK), validation.truth()).to_dict()
+    got = evaluate(predict(loaded, validation.rssi, loaded.decode), validation.truth()).to_dict()
     assert got["mean_error_m"] == pytest.approx(written["mean_error_m"], abs=1e-3)
+
+
+def test_cli_trains_the_configuration_a_results_page_reports(synthetic_dir: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    train = NobleTrainConfig(cell_sizes=(4.0, 8.0), members=1, epochs=1, hidden=(16,), offset_db=3.0,
+                             drop_prob=0.1, top_k=2)
+    decode = DecodeConfig(Decode.PLAN, 2, (8.0,), 8.0)
+    page = tmp_path / "noble.json"
+    page.write_text(json.dumps({"served": {"train": asdict(train), "decode": decode.to_dict(), "seed": 0}}))
+    assert noble_main(["--data", str(synthetic_dir), "--out", str(tmp_path / "run"), "--from-results",
+                       str(page), "--seed", "7"]) == 0
+    model, state = load_noble(tmp_path / "run")
+    assert state["train"] == {**asdict(train), "seed": 7}
+    assert model.decode == decode and model.cell_sizes == (4.0, 8.0)
+    page.write_text(json.dumps({"cv": {"rows": []}}))
+    assert noble_main(["--data", str(synthetic_dir), "--out", str(tmp_path / "run2"), "--from-results",
+                       str(page)]) == 2
+    assert "no chosen NObLe configuration" in capsys.readouterr().err
 
 
 def test_cli_reports_user_mistakes_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

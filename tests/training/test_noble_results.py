@@ -11,6 +11,7 @@ import torch
 
 from training.noble.data import write_synthetic_uji
 from training.noble.results import ResultsConfig, main, run
+from training.noble.selection import CvConfig
 from training.noble.train import NobleTrainConfig
 
 KEYS = {"method", "mean_error_m", "median_error_m", "p75_error_m", "p95_error_m", "building_hit", "floor_hit",
@@ -25,25 +26,56 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+def _config(data: Path, out: Path, part: str = "all", **extra: object) -> ResultsConfig:
+    cv = CvConfig(base=NobleTrainConfig(members=1, epochs=2, hidden=(32,), cell_sizes=(4.0, 8.0)),
+                  folds=3, augmentations=((0.0, 0.0), (8.0, 0.2)), epochs=(2, 3), members=(1, 2))
+    return ResultsConfig(data=data, out=out, cv=cv, seeds=2, imu_train_walks=6, imu_test_walks=4, part=part,
+                         **extra)  # type: ignore[arg-type]
+
+
 def test_results_pages_json_and_plots(tmp_path: Path) -> None:
-    data = write_synthetic_uji(tmp_path / "data", train_rows=400, validation_rows=60, seed=2)
-    config = ResultsConfig(data=data, out=tmp_path / "docs",
-                           noble=NobleTrainConfig(members=2, epochs=2, hidden=(32,), cell_sizes=(4.0, 8.0)),
-                           holdout_users=(3,), imu_train_walks=6, imu_test_walks=4, run_dir=tmp_path / "run")
-    result = run(config)
+    data = write_synthetic_uji(tmp_path / "data", train_rows=300, validation_rows=60, seed=2)
+    result = run(_config(data, tmp_path / "docs", run_dir=tmp_path / "run"))
     written = json.loads((tmp_path / "docs" / "noble.json").read_text())
-    assert written["results"]
+    assert written["partial"] is False and result["partial"] is False
     assert all(set(row) >= KEYS for row in written["results"])
-    assert {r["method"] for r in written["results"]} >= {"knn-k3", "mlp-regression", "noble-x2-topk",
-                                                         "noble-x2-centre"}
-    assert len(written["selection"]) == 8
-    assert sorted(written["imu"]["errors"]) == ["NObLe tracker", "PDR", "regression tracker"]
-    assert result["imu"]["errors"]["PDR"]["at_10m"] > 0
-    for name in ("noble.md", "noble_error_cdf.png", "noble_positions.png", "noble_trajectories.png",
+    assert {r["method"] for r in written["results"]} >= {"knn-k3", "mlp-regression", "noble",
+                                                         "noble, old topk decode", "noble, old centre decode"}
+    final = written["final"]
+    assert final["seeds_done"] == 2 and set(final["summary"]["noble"]["seeds"]) == {0, 100}
+    assert written["cv"]["complete"]
+    assert written["cv"]["chosen"]["decode_label"] == written["served"]["decode_label"]
+    served = next(r for r in written["final"]["rows"] if r["method"] == "noble" and r["seed"] == 0)
+    assert written["served"]["validation"] == served
+    assert set(written["imu"]["errors"]) == {"PDR, no calibration", "PDR", "map-matching particle filter",
+                                             "NObLe tracker", "regression tracker"}
+    assert set(written["imu"]["walks"]["test_floors"]).isdisjoint(written["imu"]["walks"]["train_floors"])
+    page = (tmp_path / "docs" / "noble.md").read_text()
+    for section in ("## Selection: leave-users-out cross-validation", "scored once", "## References",
+                    "## IMU tracking (simulated)", "Ordering after 100 m"):
+        assert section in page
+    assert "PARTIAL" not in page
+    for name in ("noble_error_cdf.png", "noble_positions.png", "noble_trajectories.png",
                  "noble_imu_error.png"):
         assert (tmp_path / "docs" / name).stat().st_size > 0
-    assert "| weighted kNN, k = 3" in (tmp_path / "docs" / "noble.md").read_text()
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+
+
+def test_parts_merge_and_resume_reuses_cv(tmp_path: Path) -> None:
+    data = write_synthetic_uji(tmp_path / "data", train_rows=300, validation_rows=60, seed=5)
+    out = tmp_path / "docs"
+    wifi = run(_config(data, out, part="wifi"))
+    assert wifi["partial"] is True and "imu" not in wifi and not (out / "noble.md").exists()
+    chosen = wifi["cv"]["chosen"]["setting"], wifi["cv"]["chosen"]["decode_label"]
+    resumed = run(_config(data, out, part="wifi", resume=True))
+    assert all(r.get("reused") for r in resumed["cv"]["rows"])
+    assert (resumed["cv"]["chosen"]["setting"], resumed["cv"]["chosen"]["decode_label"]) == chosen
+    done = run(_config(data, out, part="imu"))
+    assert done["partial"] is False and "imu" in done
+    assert (done["cv"]["chosen"]["setting"], done["cv"]["chosen"]["decode_label"]) == chosen
+    assert (out / "noble.md").stat().st_size > 0
+    (out / "noble.md").unlink()
+    assert main(["--doc-only", "--out", str(out)]) == 0 and (out / "noble.md").exists()
 
 
 def test_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,3 +83,4 @@ def test_cli_rejects_bad_options(tmp_path: Path, capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("error: ") and "Traceback" not in err
     assert main(["--threads", "0"]) == 2
+    assert main(["--cv-members", "2,3", "--out", str(tmp_path)]) == 2

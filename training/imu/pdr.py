@@ -1,8 +1,11 @@
 """Pedestrian dead reckoning (PDR): step detection, Weinberg step length, gyroscope heading integration.
 
 Given the start position and heading (the trackers get them too), for each detected step the position
-advances by ``K (a_max - a_min)^(1/4)`` metres along the heading integrated from the yaw rate. Nothing
-corrects the gyroscope bias, so the heading drifts: that drift is what a map-aware tracker removes.
+advances by ``K (a_max - a_min)^(1/4)`` metres along the heading integrated from the yaw rate. As a
+phone does, the gyroscope bias is calibrated while the user stands still: the mean yaw rate of the
+first ``calibration_s`` seconds (the walk's rest at the start) is subtracted (``calibration_s = 0``:
+no calibration). What remains (the calibration's noise, the bias random walk, the walker's unknown
+step-length constant) drifts; that drift is what a map-aware tracker removes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ class PdrConfig:
         smoothing_s: moving-average window on the vertical acceleration.
         peak_threshold: minimum height of a step peak above gravity (m/s^2).
         min_step_s: minimum time between two steps.
+        calibration_s: seconds at rest at the start used to estimate the gyroscope bias (0: none).
     """
 
     rate_hz: float = 50.0
@@ -34,8 +38,11 @@ class PdrConfig:
     smoothing_s: float = 0.15
     peak_threshold: float = 0.6
     min_step_s: float = 0.3
+    calibration_s: float = 3.0
 
     def __post_init__(self) -> None:
+        if self.calibration_s < 0:
+            raise ValueError(f"calibration_s must be >= 0, got {self.calibration_s}")
         if not self.rate_hz > 0 or not self.weinberg_k > 0 or not self.min_step_s > 0:
             raise ValueError("rate, Weinberg K and minimum step time must be positive")
 
@@ -59,7 +66,9 @@ def detect_steps(vertical: FloatArray, config: PdrConfig) -> npt.NDArray[np.int6
 def dead_reckon(accel: FloatArray, gyro: FloatArray, start: FloatArray, start_heading: float,
                 config: PdrConfig) -> tuple[FloatArray, FloatArray]:
     """PDR track of one walk: positions [T, 2] (updated at each step) and headings [T] (rad)."""
-    heading = start_heading + np.cumsum(gyro[:, 2]) / config.rate_hz
+    calibration = round(config.calibration_s * config.rate_hz)
+    bias = float(gyro[:calibration, 2].mean()) if calibration > 0 else 0.0
+    heading = start_heading + np.cumsum(gyro[:, 2] - bias) / config.rate_hz
     steps = detect_steps(accel[:, 2], config)
     bounds = np.concatenate([[0], steps, [len(accel)]])
     position = np.repeat(np.asarray(start, dtype=np.float64)[None, :], len(accel), axis=0)

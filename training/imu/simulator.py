@@ -16,6 +16,9 @@ What the simulator assumes, plainly:
   peak (l / K)^4 (Weinberg's relation, K ~ U(0.45, 0.55) per walker), forward 1.0 and lateral 0.4 m/s^2
   gait oscillations, yaw rate = d heading / dt plus 0.1 rad/s body sway at half the step rate, and
   pitch/roll rates of 0.2/0.15 rad/s from the gait.
+- Start at rest: every walk begins with ``rest_s`` (3 s) of standing still with the phone in the hand
+  (zero rates, gravity only, plus the sensor errors below), as when a user opens the app; PDR uses it
+  to calibrate the gyroscope bias, as a phone does.
 - Sensor errors (a consumer MEMS phone IMU, uncalibrated): white noise 0.05 m/s^2 (accelerometer)
   and 0.005 rad/s (gyroscope) per sample; a constant bias per axis and walk of N(0, 0.05 m/s^2) and
   N(0, 0.005 rad/s) (0.29 deg/s: heading drifts ~20 deg a minute), plus a bias random walk of
@@ -51,6 +54,7 @@ class SimConfig:
         accel_bias: accelerometer constant bias sigma (m/s^2).
         gyro_bias: gyroscope constant bias sigma (rad/s).
         gyro_bias_walk: gyroscope bias random walk (rad/s per sqrt(s)).
+        rest_s: seconds standing still at the start of every walk (inside ``duration_s``).
     """
 
     rate_hz: float = 50.0
@@ -62,8 +66,11 @@ class SimConfig:
     accel_bias: float = 0.05
     gyro_bias: float = 0.005
     gyro_bias_walk: float = 1e-4
+    rest_s: float = 3.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.rest_s < self.duration_s:
+            raise ValueError(f"rest_s must be in [0, duration_s), got {self.rest_s}")
         if not 20 <= self.rate_hz <= 400:
             raise ValueError(f"rate_hz must be in [20, 400], got {self.rate_hz}")
         if not self.duration_s > 0 or not self.link_radius_m > 0 or self.corner_smoothing_m < 0:
@@ -237,7 +244,8 @@ def _smooth_in_time(signal: FloatArray, sigma_samples: float) -> FloatArray:
 def simulate_walk(graph: FloorGraph, config: SimConfig, rng: np.random.Generator) -> Trajectory:
     """One trajectory on ``graph`` with IMU signals (assumptions in the module docstring)."""
     dt = 1.0 / config.rate_hz
-    times = np.arange(int(config.duration_s * config.rate_hz), dtype=np.float64) * dt
+    rest = round(config.rest_s * config.rate_hz)
+    times = np.arange(int(config.duration_s * config.rate_hz) - rest, dtype=np.float64) * dt
     gait = _gait(times, rng)
     path = smooth_path(random_route(graph, gait.distance[-1] + 2.0, rng), 0.1, config.corner_smoothing_m)
     arc = np.arange(len(path)) * 0.1
@@ -256,12 +264,20 @@ def simulate_walk(graph: FloorGraph, config: SimConfig, rng: np.random.Generator
                       GRAVITY + 0.5 * peak_to_peak * np.cos(two_pi_phase)], axis=1)  # (T, 3)
     gyro = np.stack([0.15 * np.sin(two_pi_phase), 0.2 * np.cos(two_pi_phase),
                      yaw_rate + 0.1 * np.sin(alternate)], axis=1)  # (T, 3)
+    if rest:  # standing still first: gravity only, no rotation
+        accel = np.concatenate([np.tile([0.0, 0.0, GRAVITY], (rest, 1)), accel])
+        gyro = np.concatenate([np.zeros((rest, 3)), gyro])
+        position = np.concatenate([np.repeat(position[:1], rest, axis=0), position])
+        heading = np.concatenate([np.full(rest, heading[0]), heading])
+        walked = np.concatenate([np.zeros(rest), gait.distance])
+    else:
+        walked = gait.distance
     accel = accel + config.accel_bias * rng.standard_normal(3)
     accel = accel + config.accel_noise * rng.standard_normal(accel.shape)
     bias_walk = np.cumsum(config.gyro_bias_walk * np.sqrt(dt) * rng.standard_normal(gyro.shape), axis=0)
     gyro = gyro + config.gyro_bias * rng.standard_normal(3) + bias_walk
     gyro = gyro + config.gyro_noise * rng.standard_normal(gyro.shape)
-    return Trajectory(graph.building_floor, accel, gyro, position, heading, gait.distance)
+    return Trajectory(graph.building_floor, accel, gyro, position, heading, walked)
 
 
 def floor_graphs(xy: FloatArray, building_floor: npt.NDArray[np.int64],

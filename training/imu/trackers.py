@@ -4,11 +4,17 @@ against a coordinate-regression GRU (same network, MSE on the position) and dead
 Inputs per window, the same for both networks: the raw 50 Hz accelerometer and gyroscope samples of
 the window (gravity removed from z), the PDR position and heading at the window's end (a deterministic
 function of the IMU, see ``training.imu.pdr``), and, as conditioning, the known start position and
-heading and the floor. Positions enter as floor-centred metres / 50 plus a sinusoidal encoding at
-wavelengths 2-128 m, so a network can represent functions of place as fine as a corridor. The NObLe
-tracker's classes are 2 m cells of the walkable graph (``training.noble.model.CellGrid`` over points along
-every edge); it decodes the probability-weighted mean of the top-k cells of the walker's floor. Each
-batch holds walks of one floor, so only that floor's logits are computed.
+heading. Positions enter as floor-centred metres / 50 plus a sinusoidal encoding at wavelengths 2-128 m,
+so a network can represent functions of place as fine as a corridor. The NObLe tracker's classes are
+2 m cells of the walkable graph (``training.noble.model.CellGrid`` over points along every edge) of the
+walker's floor; it decodes the probability-weighted mean of the top-k cells of that floor.
+
+No parameter belongs to a floor or a cell: a cell's logit is a learned query (from the GRU state)
+dotted with the cell centre's position encoding, minus a learned prior on its distance to the PDR
+position. The trackers can therefore run on floors they never saw in training, given the floor's
+graph (as the map-aware particle filter of ``training.imu.mapmatch`` is given it): the results train
+on walks of some floors and test on walks of held-out floors. Each batch holds walks of one floor, so
+only that floor's cells are scored.
 
 A first version without the PDR anchor (the networks had to integrate position from raw IMU alone)
 learned little within a CPU budget of minutes; both networks now refine PDR (``TrackerNet``).
@@ -150,6 +156,8 @@ class FloorCells:
         grids = [CellGrid.fit(g.edge_points(), np.full(len(g.edge_points()), i), cell_size_m)[0]
                  for i, g in enumerate(graphs)]
         self.centres = [g.centres for g in grids]
+        self.keys = [encode_position(g.centres - graph.nodes.mean(axis=0)) for g, graph in zip(grids, graphs,
+                                                                                               strict=True)]
         self.offsets = np.concatenate([[0], np.cumsum([len(g) for g in grids])])
 
     @property
@@ -166,45 +174,41 @@ class FloorCells:
 class TrackerNet(nn.Module):
     """Window encoder + GRU + a head that refines the PDR estimate.
 
-    Cells head (NObLe): logits over the walker's floor's cells (rows ``rows`` of the head) plus a PDR
-    prior ``-w * d^2`` (d: distance from the cell centre to the PDR position in units of 10 m, w >= 0
-    learned). Coordinates head: PDR displacement / 50 m plus a learned correction. Both networks thus
-    start from dead reckoning and learn what the map and the signals add.
+    Cells head (NObLe): the logit of cell c is ``q(h) . enc(c) - w * d^2`` (q: a linear query of the GRU
+    state, enc: the floor-centred position encoding of the cell centre, d: distance from the cell centre
+    to the PDR position in units of 10 m, w >= 0 learned). Coordinates head: PDR displacement / 50 m
+    plus a learned correction. Both networks thus start from dead reckoning and learn what the map and
+    the signals add; neither has a per-floor or per-cell parameter.
 
     Args:
         window_features: values per window of IMU signal.
-        num_floors: floors (embedding rows).
-        outputs: classes (cells head) or 2 (coordinates head).
         hidden: GRU width.
     """
 
-    def __init__(self, window_features: int, num_floors: int, outputs: int, hidden: int) -> None:
+    def __init__(self, window_features: int, hidden: int) -> None:
         super().__init__()
         self.encoder = nn.Sequential(nn.Linear(window_features, 64), nn.ReLU())
-        self.floor_embedding = nn.Embedding(num_floors, 16)
-        inputs = 64 + 2 * (POSITION_FEATURES + 2) + 16
+        inputs = 64 + 2 * (POSITION_FEATURES + 2)
         self.project = nn.Sequential(nn.Linear(inputs, 128), nn.ReLU())
         self.gru = nn.GRU(128, hidden, batch_first=True)
-        self.head = nn.Linear(hidden, outputs)
+        self.head = nn.Linear(hidden, 2)
+        self.query = nn.Linear(hidden, POSITION_FEATURES)
         self.prior_weight = nn.Parameter(torch.tensor(1.0))
 
-    def forward(self, imu: torch.Tensor, pdr: torch.Tensor, condition: torch.Tensor, floor: torch.Tensor,
-                base: torch.Tensor, rows: slice | None = None,
-                centres: torch.Tensor | None = None) -> torch.Tensor:
-        """[B, W, ...] windows -> [B, W, outputs].
+    def forward(self, imu: torch.Tensor, pdr: torch.Tensor, condition: torch.Tensor, base: torch.Tensor,
+                keys: torch.Tensor | None = None, centres: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, W, ...] windows -> [B, W, 2] (coordinates) or [B, W, C] cell logits.
 
-        ``base`` is the PDR position [B, W, 2] in metres (cells head, with ``rows`` and the floor's
-        ``centres`` [C, 2]) or the PDR displacement / 50 m (coordinates head).
+        ``base`` is the PDR position [B, W, 2] in metres (cells head, with the floor's cell ``keys``
+        [C, 30] (encoded centres) and ``centres`` [C, 2]) or the PDR displacement / 50 m (coordinates).
         """
         steps = imu.shape[1]
-        context = torch.cat([condition, self.floor_embedding(floor)], dim=1)  # (B, 48)
-        x = torch.cat([self.encoder(imu), pdr, context[:, None, :].expand(-1, steps, -1)], dim=2)
+        x = torch.cat([self.encoder(imu), pdr, condition[:, None, :].expand(-1, steps, -1)], dim=2)
         hidden, _ = self.gru(self.project(x))  # (B, W, H)
-        if rows is None or centres is None:
+        if keys is None or centres is None:
             return base + self.head(hidden)
         squared = ((base[:, :, None, :] - centres[None, None, :, :]) / 10.0).pow(2).sum(dim=3)  # (B, W, C)
-        logits = F.linear(hidden, self.head.weight[rows], self.head.bias[rows])
-        return logits - F.softplus(self.prior_weight) * squared
+        return self.query(hidden) @ keys.T - F.softplus(self.prior_weight) * squared
 
 
 def _floor_batches(floors: npt.NDArray[np.int64], batch_size: int,
@@ -236,18 +240,18 @@ class Tracker:
         self.config = config
         self.cells = FloorCells(graphs, config.cell_size_m)
         self.centres = [torch.tensor(c, dtype=torch.float32) for c in self.cells.centres]
+        self.keys = [torch.from_numpy(k) for k in self.cells.keys]
         self.net: TrackerNet | None = None
 
     def _forward(self, walks: WalkSet, index: npt.NDArray[np.int64], floor: int) -> torch.Tensor:
         assert self.net is not None
         inputs = (torch.from_numpy(walks.imu[index]), torch.from_numpy(walks.pdr_features[index]),
-                  torch.from_numpy(walks.condition[index]), torch.from_numpy(walks.floor[index]))
+                  torch.from_numpy(walks.condition[index]))
         if self.head is TrackerHead.COORDINATES:
             base = (walks.pdr[index] - walks.start[index][:, None, :]) / POSITION_SCALE_M
             return self.net(*inputs, base=torch.from_numpy(base.astype(np.float32)))
-        rows = slice(int(self.cells.offsets[floor]), int(self.cells.offsets[floor + 1]))
-        return self.net(*inputs, base=torch.from_numpy(walks.pdr[index].astype(np.float32)), rows=rows,
-                        centres=self.centres[floor])
+        return self.net(*inputs, base=torch.from_numpy(walks.pdr[index].astype(np.float32)),
+                        keys=self.keys[floor], centres=self.centres[floor])
 
     def _loss(self, output: torch.Tensor, walks: WalkSet, index: npt.NDArray[np.int64],
               floor: int) -> torch.Tensor:
@@ -261,8 +265,7 @@ class Tracker:
         config = self.config
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        outputs = self.cells.total if self.head is TrackerHead.CELLS else 2
-        self.net = net = TrackerNet(walks.imu.shape[2], len(self.graphs), outputs, config.hidden)
+        self.net = net = TrackerNet(walks.imu.shape[2], config.hidden)
         optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         batches_per_epoch = len(_floor_batches(walks.floor, config.batch_size, rng))
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,

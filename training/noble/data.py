@@ -102,6 +102,7 @@ def write_synthetic_uji(directory: Path, train_rows: int = 600, validation_rows:
     tests and demos: 3 buildings x 2 floors of 40 x 40 m, reference points on an 8 m grid, 40 access
     points per building-floor with log-distance path loss (-35 - 25 log10(1 + d) dBm, 15 dB per floor
     crossed, N(0, 3) dB noise; below -100 dBm = not seen). Validation rows lie between the grid points.
+Training rows come from users 1-3, each with their own phone (11-13), so users can be held out.
     """
     rng = np.random.default_rng(seed)
     aps = rng.uniform(0, 40, size=(3, 2, 40, 2))  # (building, floor, ap, xy)
@@ -123,7 +124,8 @@ def write_synthetic_uji(directory: Path, train_rows: int = 600, validation_rows:
         lines = [header] + [
             ",".join([*(f"{v:.0f}" for v in rssi[i]), f"{-7600 + 60 * building[i] + xy[i, 0]:.4f}",
                       f"{4864800 + xy[i, 1]:.4f}", str(floor[i]), str(building[i]), "1", "1",
-                      str(1 + i % 3 if stem == "trainingData" else 0), str(i % 4), "1371713733"])
+                      str(1 + i % 3 if stem == "trainingData" else 0),
+                      str(11 + i % 3 if stem == "trainingData" else i % 4), "1371713733"])
             for i in range(rows)]
         with gzip.open(directory / f"{stem}.csv.gz", "wt") as file:
             file.write("\n".join(lines) + "\n")

@@ -28,24 +28,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import numpy.typing as npt
 import torch
 from torch import nn
 
+from training.noble.decoding import Decode, DecodeConfig, decode_xy
+
+__all__ = ["FLOORS_PER_BUILDING", "NOT_DETECTED", "NUM_APS", "CellGrid", "Decode", "DecodeConfig",
+           "NobleConfig", "NobleLocalizer", "NobleNet", "PowedRssi", "powed_rssi"]
+
 NUM_APS = 520
 NOT_DETECTED = 100.0
 FLOOR_DBM = -104.0
 FLOORS_PER_BUILDING = 5
-
-
-class Decode(StrEnum):
-    """How a cell distribution becomes coordinates."""
-
-    CENTRE = "centre"
-    TOPK = "topk"
 
 
 def powed_rssi(rssi: npt.NDArray[np.floating], exponent: float = math.e) -> npt.NDArray[np.float32]:
@@ -186,11 +183,12 @@ class NobleLocalizer(nn.Module):
         members: trained networks sharing one ``NobleConfig``.
         grids: the cell grids, one per resolution, in the order of ``num_cells``.
         origin: (longitude, latitude) of the local frame's zero.
-        decode: how ``forward`` turns cell probabilities into coordinates.
+        decode: how ``forward`` turns cell probabilities into coordinates (a bare ``Decode`` uses the
+            config's ``top_k``, every resolution and no snapping).
     """
 
     def __init__(self, members: list[NobleNet], grids: list[CellGrid], origin: tuple[float, float],
-                 decode: Decode = Decode.TOPK) -> None:
+                 decode: DecodeConfig | Decode = Decode.TOPK) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -199,9 +197,9 @@ class NobleLocalizer(nn.Module):
             raise ValueError(f"grids hold {[len(g) for g in grids]} cells, config says {config.num_cells}")
         self.config = config
         self.members = nn.ModuleList(members)
-        self.decode = Decode(decode)
         self.grids = list(grids)
         self.cell_sizes = tuple(g.size for g in grids)
+        self.decode = self.decode_config(decode)
         self.origin = (float(origin[0]), float(origin[1]))
         self.num_building_floors = config.num_buildings * FLOORS_PER_BUILDING
         for r, grid in enumerate(grids):
@@ -209,9 +207,21 @@ class NobleLocalizer(nn.Module):
             onehot = np.eye(self.num_building_floors, dtype=np.float32)[grid.building_floor]
             self.register_buffer(f"cell_building_floor_{r}", torch.from_numpy(onehot))
 
+    def decode_config(self, decode: DecodeConfig | Decode | str) -> DecodeConfig:
+        """``decode`` as a full ``DecodeConfig`` (checked against this model's resolutions)."""
+        if not isinstance(decode, DecodeConfig):
+            decode = DecodeConfig(Decode(decode), top_k=self.config.top_k, snap_m=None)
+        if decode.cell_sizes is not None and not set(decode.cell_sizes) <= set(self.cell_sizes):
+            raise ValueError(f"decode uses cell sizes {decode.cell_sizes}, the model has {self.cell_sizes}")
+        return decode
+
     def centres(self, r: int) -> torch.Tensor:
         centres: torch.Tensor = getattr(self, f"centres_{r}")
         return centres
+
+    def on_floor(self, r: int) -> torch.Tensor:
+        onehot: torch.Tensor = getattr(self, f"cell_building_floor_{r}")
+        return onehot
 
     def probabilities(self, rssi: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Mean member probabilities: ([cells [B, C_r] per resolution], building-floor [B, 15])."""
@@ -229,27 +239,24 @@ class NobleLocalizer(nn.Module):
                 building_floor = building_floor + joint
         scale = 1.0 / len(self.members)
         cells = [c * scale for c in cells]
-        marginal = sum(c @ getattr(self, f"cell_building_floor_{r}") for r, c in enumerate(cells))
+        marginal = sum(c @ self.on_floor(r) for r, c in enumerate(cells))
         assert isinstance(marginal, torch.Tensor)
         return cells, building_floor * scale * marginal / len(cells)
 
-    def local_xy(self, cells: list[torch.Tensor], decode: Decode) -> torch.Tensor:
-        """Decoded local (x, y) [B, 2] from per-resolution cell probabilities."""
-        if decode is Decode.CENTRE:
-            return self.centres(0)[torch.argmax(cells[0], dim=1)]
-        decoded = []
-        for r, probs in enumerate(cells):
-            k = min(self.config.top_k, probs.shape[1])
-            top, index = torch.topk(probs, k, dim=1)  # (B, k)
-            weights = top / top.sum(dim=1, keepdim=True)
-            decoded.append((weights[:, :, None] * self.centres(r)[index]).sum(dim=1))  # (B, 2)
-        return torch.stack(decoded).mean(dim=0)
+    def local_xy(self, cells: list[torch.Tensor], building_floor: torch.Tensor,
+                 decode: DecodeConfig | Decode) -> torch.Tensor:
+        """Decoded local (x, y) [B, 2] from per-resolution cell probabilities and the predicted
+        building-floor index [B]."""
+        return decode_xy(cells, [self.centres(r) for r in range(len(cells))],
+                         [self.on_floor(r) for r in range(len(cells))], building_floor, self.cell_sizes,
+                         self.decode_config(decode))
 
-    def predict(self, rssi: torch.Tensor, decode: Decode) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def predict(self, rssi: torch.Tensor, decode: DecodeConfig | Decode
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Local (x, y) float32 [B, 2], floor and building int64 [B] with the given decode."""
         cells, building_floor = self.probabilities(rssi)
         best = torch.argmax(building_floor, dim=1)
-        return self.local_xy(cells, decode), best % FLOORS_PER_BUILDING, best // FLOORS_PER_BUILDING
+        return self.local_xy(cells, best, decode), best % FLOORS_PER_BUILDING, best // FLOORS_PER_BUILDING
 
     def forward(self, rssi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         xy, floor, building = self.predict(rssi, self.decode)

@@ -89,7 +89,7 @@ def error_growth(curves: dict[str, tuple[FloatArray, FloatArray]], path: Path) -
         ax.plot(distance, error, label=name)
     ax.set_xlabel("distance walked (m)")
     ax.set_ylabel("mean position error (m)")
-    ax.set_title("Simulated IMU tracking: error growth")
+    ax.set_title("Simulated IMU tracking on held-out floors: error growth")
     ax.grid(alpha=0.3)
     ax.legend()
     return _save(fig, path)

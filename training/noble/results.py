@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
+from training.imu.mapmatch import ParticleConfig, map_match
 from training.imu.pdr import PdrConfig
-from training.imu.simulator import SimConfig, floor_graphs, simulate
+from training.imu.simulator import FloorGraph, SimConfig, floor_graphs, simulate
 from training.imu.trackers import (
     Tracker,
     TrackerConfig,
@@ -32,17 +33,21 @@ from training.imu.trackers import (
 )
 from training.noble import plots as noble_plots
 from training.noble.baselines import CoordinateRegressor, KnnConfig, WeightedKnn
-from training.noble.data import UjiSplit, load_splits, user_holdout
-from training.noble.metrics import Predictions, errors_2d, evaluate
-from training.noble.model import FLOORS_PER_BUILDING, Decode, NobleLocalizer, NobleNet
+from training.noble.data import UjiSplit, load_splits
+from training.noble.decoding import Decode, DecodeConfig
+from training.noble.metrics import LocalizationMetrics, Predictions, errors_2d, evaluate
+from training.noble.model import FLOORS_PER_BUILDING, NobleLocalizer
 from training.noble.results_doc import write_markdown
-from training.noble.train import NobleTrainConfig, predict, save_noble, train_noble
+from training.noble.selection import CrossValidation, CvConfig, chosen_configs
+from training.noble.train import predict, save_noble, train_noble
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ujiindoorloc"
 DISTANCE_MARKS_M = (10.0, 25.0, 50.0, 75.0, 100.0)
+METRIC_KEYS = tuple(LocalizationMetrics.__dataclass_fields__)
+PARTS = ("all", "wifi", "imu")
 
 
 @dataclass(frozen=True)
@@ -52,24 +57,32 @@ class ResultsConfig:
     Args:
         data: UJIIndoorLoc folder.
         out: where noble.md, noble.json and the PNGs go.
-        noble: the final NObLe ensemble's training settings.
-        holdout_users: training users held out for model selection.
+        cv: the cross-validated search (``training.noble.selection``).
+        seeds: seeds of the chosen setting scored on the validation file.
         imu_train_walks: simulated walks to train the trackers.
         imu_test_walks: simulated walks to score every tracker.
-        run_dir: also save the final ensemble as a run directory (for ``python -m export``).
+        run_dir: also save the seed-0 model of the chosen setting as a run directory (``python -m export``).
+        part: ``all``, or only ``wifi`` / ``imu`` (the other part's results in noble.json are kept).
+        resume: reuse the CV rows of an interrupted run in ``out/noble.json`` (same base settings).
     """
 
     data: Path = DEFAULT_DATA
     out: Path = Path("docs/results")
-    noble: NobleTrainConfig = field(default_factory=NobleTrainConfig)
-    holdout_users: tuple[int, ...] = (7, 10, 14)
+    cv: CvConfig = field(default_factory=CvConfig)
+    seeds: int = 5
     imu_train_walks: int = 1000
     imu_test_walks: int = 150
     run_dir: Path | None = None
+    part: str = "all"
+    resume: bool = False
 
     def __post_init__(self) -> None:
         if self.imu_train_walks < 1 or self.imu_test_walks < 4:
             raise ValueError("need >= 1 training walk and >= 4 test walks")
+        if self.seeds < 1:
+            raise ValueError(f"seeds must be >= 1, got {self.seeds}")
+        if self.part not in PARTS:
+            raise ValueError(f"part must be one of {PARTS}, got {self.part!r}")
 
 
 class Timer:
@@ -92,53 +105,114 @@ def _row(method: str, pred: Predictions, truth: UjiSplit, **extra: Any) -> dict[
     return {"method": method, **evaluate(pred, truth.truth()).to_dict(), **extra}
 
 
-def _ensemble(model: NobleLocalizer, members: int) -> NobleLocalizer:
-    nets = [m for m in model.members if isinstance(m, NobleNet)][:members]
-    return NobleLocalizer(nets, model.grids, model.origin).eval()
-
-
 def _knn(train: UjiSplit, validation: UjiSplit, k: int) -> Predictions:
     return WeightedKnn(train, KnnConfig(k=k)).predict(validation.rssi)
 
 
-def wifi(train: UjiSplit, validation: UjiSplit, config: ResultsConfig,
-         timer: Timer) -> tuple[list[dict[str, Any]], dict[str, Predictions], NobleLocalizer]:
-    """Every WiFi method on the validation file: rows for the tables, predictions for the plots."""
-    preds: dict[str, Predictions] = {}
-    for k in (1, 3):
-        preds[f"knn-k{k}"] = timer.run(f"knn k={k}", _knn, train, validation, k)
-    regressor = timer.run("mlp regression", CoordinateRegressor, train, config.noble)
-    preds["mlp-regression"] = regressor.predict(validation.rssi)
-    plain = replace(config.noble, members=1, cell_sizes=(2.0,), offset_db=0.0, drop_prob=0.0)
-    baseline = timer.run("noble 2 m, no augmentation", train_noble, train, plain)
-    for decode in Decode:
-        preds[f"noble-2m-noaug-{decode.value}"] = predict(baseline, validation.rssi, decode)
-    final = timer.run("noble final ensemble", train_noble, train, config.noble)
-    sizes = sorted({1, min(3, config.noble.members), config.noble.members})
-    for members in sizes:
-        model = _ensemble(final, members)
-        for decode in Decode:
-            preds[f"noble-x{members}-{decode.value}"] = predict(model, validation.rssi, decode)
-    rows = [_row(name, pred, validation) for name, pred in preds.items()]
-    return rows, preds, final
+OLD_DECODES = {"old topk": DecodeConfig(Decode.TOPK, 4, None, None),
+               "old centre": DecodeConfig(Decode.CENTRE, 1, None, None)}
 
 
-def selection(train: UjiSplit, config: ResultsConfig, timer: Timer) -> list[dict[str, Any]]:
-    """Single networks of each candidate setting, trained without ``holdout_users``, scored on them."""
-    fit, held = user_holdout(train, config.holdout_users)
-    candidates = {
-        "cells 2 m, no augmentation": replace(config.noble, cell_sizes=(2.0,), offset_db=0.0, drop_prob=0.0),
-        "cells 2 m, augmentation": replace(config.noble, cell_sizes=(2.0,)),
-        "cells 2/4/8 m, no augmentation": replace(config.noble, offset_db=0.0, drop_prob=0.0),
-        "cells 2/4/8 m, augmentation": config.noble,
-    }
-    rows = []
-    for name, candidate in candidates.items():
-        model = timer.run(f"selection: {name}", train_noble, fit, replace(candidate, members=1))
-        for decode in Decode:
-            rows.append(_row(f"{name} ({decode.value})", predict(model, held.rssi, decode), held,
-                             users=list(config.holdout_users), rows=len(held)))
+def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean, sample standard deviation, min and max over seeds of every metric, per method."""
+    summary: dict[str, Any] = {}
+    for method in dict.fromkeys(r["method"] for r in rows):
+        group = [r for r in rows if r["method"] == method]
+        summary[method] = {"seeds": [r["seed"] for r in group]}
+        for key in METRIC_KEYS:
+            values = np.array([r[key] for r in group], dtype=np.float64)
+            std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+            summary[method][key] = {"mean": round(float(values.mean()), 4), "std": round(std, 4),
+                                    "min": round(float(values.min()), 4),
+                                    "max": round(float(values.max()), 4)}
+    return summary
+
+
+def final_seeds(train: UjiSplit, validation: UjiSplit, chosen: dict[str, Any], seeds: int, timer: Timer,
+                on_seed: Callable[[list[dict[str, Any]], NobleLocalizer], None]) -> list[dict[str, Any]]:
+    """The chosen configuration trained on the whole training file with seeds 0, 100, ..., each scored
+    ONCE on the validation file with the chosen decode (and the two old decodes beside it, for the
+    side-by-side table only: nothing is chosen on them). When the chosen ensemble has several nets, its
+    first net alone (the single-net configuration with the same seed, which is what the demo serves) is
+    scored too: ``noble, 1 net``."""
+    config, decode = chosen_configs(chosen)
+    rows: list[dict[str, Any]] = []
+    for s in range(seeds):
+        seed_config = replace(config, seed=100 * s)
+        model = timer.run(f"final: seed {100 * s}", train_noble, train, seed_config, decode)
+        rows.append(_row("noble", predict(model, validation.rssi, decode), validation, seed=100 * s,
+                         decode=decode.label(), members=config.members))
+        if config.members > 1:
+            single = NobleLocalizer(list(model.members)[:1], model.grids, model.origin, decode).eval()  # type: ignore[arg-type]
+            rows.append(_row("noble, 1 net", predict(single, validation.rssi, decode), validation,
+                             seed=100 * s, decode=decode.label(), members=1))
+        for name, old in OLD_DECODES.items():
+            rows.append(_row(f"noble, {name} decode", predict(model, validation.rssi, old), validation,
+                             seed=100 * s, decode=old.label(), members=config.members))
+        on_seed(rows, model)
     return rows
+
+
+def wifi(config: ResultsConfig, timer: Timer, state: dict[str, Any]) -> None:
+    """CV selection on the training file, then the chosen setting on the validation file (5 seeds), then
+    the baselines; ``state`` (the JSON) is written after every stage."""
+    train, validation = timer.run("load", lambda: load_splits(config.data))
+    state["data"] = {"train_rows": len(train), "validation_rows": len(validation)}
+
+    def save_cv(cv_result: dict[str, Any]) -> None:
+        state["cv"] = cv_result
+        _write(config, state)
+
+    previous: list[dict[str, Any]] = []
+    path = config.out / "noble.json"
+    if config.resume and path.exists():
+        earlier = json.loads(path.read_text()).get("cv") or {}
+        base = json.loads(json.dumps(asdict(config.cv.base)))
+        same = earlier.get("search", {}).get("base") == base
+        previous = earlier.get("rows", []) if same else []
+        logger.info("resume: %d CV rows of the earlier run reused where they match", len(previous))
+    cv_result = CrossValidation(train, config.cv, timer.run, save_cv, previous).run()
+    chosen = cv_result["chosen"]
+    preds: dict[str, Predictions] = {}
+
+    def save_seed(rows: list[dict[str, Any]], model: NobleLocalizer) -> None:
+        state["final"] = {"rows": rows, "summary": summarise(rows),
+                          "seeds_done": len({r["seed"] for r in rows}), "seeds_planned": config.seeds,
+                          "chosen": chosen}
+        if "served" not in state or state["served"].get("seed") is None:
+            # the demo serves one net (training time of `make serve`): the chosen setting with members = 1
+            single = "noble, 1 net" if any(r["method"] == "noble, 1 net" for r in rows) else "noble"
+            served = next(r for r in rows if r["method"] == single and r["seed"] == 0)
+            train_config, decode = chosen_configs(chosen)
+            served_config = replace(train_config, members=1, seed=0)
+            state["served"] = {**chosen, "train": asdict(served_config), "seed": 0, "validation": served,
+                               "method": single}
+            net = NobleLocalizer(list(model.members)[:1], model.grids, model.origin, decode).eval()  # type: ignore[arg-type]
+            preds["noble"] = predict(model, validation.rssi, decode)
+            if config.run_dir is not None:
+                data = {"path": str(config.data.resolve()), "dataset": "ujiindoorloc",
+                        "rows": {"train": len(train), "validation": len(validation)},
+                        "verify_rssi": validation.rssi[:256].copy()}
+                save_noble(config.run_dir, net, data, {**served, "method": "noble"}, served_config)
+        _write(config, state)
+
+    baselines = []
+    for k in (1, 3):  # first: cheap, and the reference figure of the page
+        preds[f"knn-k{k}"] = timer.run(f"knn k={k}", _knn, train, validation, k)
+        baselines.append(_row(f"knn-k{k}", preds[f"knn-k{k}"], validation))
+    state["baselines"] = list(baselines)
+    final_seeds(train, validation, chosen, config.seeds, timer, save_seed)
+    train_config = chosen_configs(chosen)[0]
+    regressor = timer.run("mlp regression", CoordinateRegressor, train, train_config)
+    preds["mlp-regression"] = regressor.predict(validation.rssi)
+    baselines.append(_row("mlp-regression", preds["mlp-regression"], validation))
+    state["baselines"] = baselines
+    state["results"] = baselines + state["final"]["rows"]
+    noble_plots.error_cdf({n: errors_2d(p, validation.truth()) for n, p in preds.items()},
+                          config.out / "noble_error_cdf.png")
+    noble_plots.positions(train, validation, preds["noble"], "NObLe (served configuration, seed 0)",
+                          config.out / "noble_positions.png")
+    _write(config, state)
 
 
 def _growth(predicted: np.ndarray, walks: WalkSet, bin_m: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
@@ -155,62 +229,108 @@ def _growth(predicted: np.ndarray, walks: WalkSet, bin_m: float = 5.0) -> tuple[
     return np.asarray(centres), np.asarray(means)
 
 
+def held_out_floors(graphs: list[FloorGraph]) -> tuple[list[int], list[int]]:
+    """(training floors, test floors) as indices into ``graphs``: floor 1 of every building is held out
+    (the trackers never see a walk on it, nor its graph, before the test)."""
+    test = [i for i, g in enumerate(graphs) if g.building_floor % FLOORS_PER_BUILDING == 1]
+    return [i for i in range(len(graphs)) if i not in test], test
+
+
 def imu(train: UjiSplit, config: ResultsConfig, timer: Timer) -> dict[str, Any]:
-    """Simulate walks on every floor, then score PDR, the NObLe tracker and the regression tracker."""
+    """Walks on training floors train the trackers; walks on held-out floors score PDR (with and
+    without the gyroscope calibration at rest), the map-matching particle filter and both trackers."""
     origin = train.origin()
     sim = SimConfig()
     graphs = floor_graphs(train.local_xy(origin), train.building * FLOORS_PER_BUILDING + train.floor, sim)
+    fit_floors, test_floors = held_out_floors(graphs)
     tracker_config, pdr_config = TrackerConfig(), PdrConfig(rate_hz=sim.rate_hz)
+    uncalibrated = replace(pdr_config, calibration_s=0.0)
+    particle_config = ParticleConfig()
 
+    def walkset(floors: list[int], count: int, seed: int, pdr: PdrConfig) -> WalkSet:
+        walks = simulate([graphs[i] for i in floors], count, sim, seed)
+        return make_walkset(walks, graphs, tracker_config, pdr)
 
-    def walkset(count: int, seed: int) -> WalkSet:
-        return make_walkset(simulate(graphs, count, sim, seed), graphs, tracker_config, pdr_config)
-
-    train_walks = timer.run("imu simulation + PDR (train)", walkset, config.imu_train_walks, 1)
-    test_walks = timer.run("imu simulation + PDR (test)", walkset, config.imu_test_walks, 2)
-    tracks = {"PDR": test_walks.pdr}
+    train_walks = timer.run("imu simulation + PDR (train floors)", walkset, fit_floors,
+                            config.imu_train_walks, 1, pdr_config)
+    test_walks = timer.run("imu simulation + PDR (held-out floors)", walkset, test_floors,
+                           config.imu_test_walks, 2, pdr_config)
+    raw = walkset(test_floors, config.imu_test_walks, 2, uncalibrated)  # the same walks (same seed)
+    tracks = {"PDR, no calibration": raw.pdr, "PDR": test_walks.pdr}
+    tracks["map-matching particle filter"] = timer.run(
+        "imu particle filter", map_match, test_walks.pdr, test_walks.start, test_walks.floor, graphs,
+        particle_config)
     for name, head in (("NObLe tracker", TrackerHead.CELLS), ("regression tracker", TrackerHead.COORDINATES)):
         tracker = Tracker(head, graphs, tracker_config)
         tracks[name] = timer.run(f"imu {name}", tracker.fit, train_walks).predict(test_walks)
     errors = {name: error_by_distance(track, test_walks, DISTANCE_MARKS_M) for name, track in tracks.items()}
+    growth = {n: _growth(t, test_walks) for n, t in tracks.items()}
     noble_plots.trajectories(graphs, test_walks, tracks, config.out / "noble_trajectories.png")
-    noble_plots.error_growth({n: _growth(t, test_walks) for n, t in tracks.items()},
-                             config.out / "noble_imu_error.png")
-    pdr_100, noble_100 = errors["PDR"]["at_100m"], errors["NObLe tracker"]["at_100m"]
-    return {"errors": errors, "noble_reduction_vs_pdr_at_100m": round(1 - noble_100 / pdr_100, 4),
+    noble_plots.error_growth(growth, config.out / "noble_imu_error.png")
+    noble = errors["NObLe tracker"]
+    baseline = errors["map-matching particle filter"]
+    cells = Tracker(TrackerHead.CELLS, graphs, tracker_config).cells
+    return {"errors": errors,
+            "noble_reduction_vs_map_aware_at_100m": round(1 - noble["at_100m"] / baseline["at_100m"], 4),
+            "noble_reduction_vs_pdr_at_100m": round(1 - noble["at_100m"] / errors["PDR"]["at_100m"], 4),
+            "growth": {n: {"distance_m": c.round(2).tolist(), "mean_error_m": m.round(3).tolist()}
+                       for n, (c, m) in growth.items()},
             "walks": {"train": config.imu_train_walks, "test": config.imu_test_walks,
-                      "duration_s": sim.duration_s, "floors": len(graphs),
-                      "cells": Tracker(TrackerHead.CELLS, graphs, tracker_config).cells.total},
-            "sim": asdict(sim), "tracker": asdict(tracker_config), "pdr": asdict(pdr_config)}
+                      "duration_s": sim.duration_s, "rest_s": sim.rest_s,
+                      "train_floors": [graphs[i].building_floor for i in fit_floors],
+                      "test_floors": [graphs[i].building_floor for i in test_floors],
+                      "test_cells": int(sum(len(cells.centres[i]) for i in test_floors))},
+            "sim": asdict(sim), "tracker": asdict(tracker_config), "pdr": asdict(pdr_config),
+            "particle_filter": asdict(particle_config)}
+
+
+WIFI_KEYS = ("config", "data", "cv", "final", "served", "baselines", "results")
+IMU_KEYS = ("imu",)
+
+
+def _write(config: ResultsConfig, state: dict[str, Any]) -> dict[str, Any]:
+    """noble.json now (marked partial until every part is done). A single part (``--part wifi|imu``)
+    re-reads the file and replaces only its own keys and stage timings, so the two parts can run at
+    the same time; ``all`` writes its own state alone."""
+    config.out.mkdir(parents=True, exist_ok=True)
+    path = config.out / "noble.json"
+    merged: dict[str, Any] = {}
+    if config.part != "all" and path.exists():
+        current = json.loads(path.read_text())
+        merged = {k: v for k, v in current.items() if k in WIFI_KEYS + IMU_KEYS + ("seconds", "threads")}
+    own = WIFI_KEYS if config.part == "wifi" else IMU_KEYS if config.part == "imu" else WIFI_KEYS + IMU_KEYS
+    merged = {k: v for k, v in merged.items() if k not in own}  # this part's keys are replaced wholesale
+    merged.update({k: state[k] for k in own if k in state})
+    merged["threads"] = state["threads"]
+    merged["seconds"] = {**merged.get("seconds", {}), **state["seconds"]}
+    merged["total_seconds"] = round(sum(merged["seconds"].values()), 1)
+    done = all(k in merged for k in ("final", "baselines", "imu"))
+    done = done and merged["final"]["seeds_done"] == merged["final"]["seeds_planned"]
+    merged["partial"] = not done
+    merged.setdefault("results", [])
+    tmp = path.with_suffix(f".json.{config.part}.tmp")
+    tmp.write_text(json.dumps(merged, indent=2, default=str) + "\n")
+    tmp.replace(path)
+    return merged
 
 
 def run(config: ResultsConfig) -> dict[str, Any]:
     started = time.perf_counter()
     timer = Timer()
-    train, validation = timer.run("load", lambda: load_splits(config.data))
-    rows, preds, final = wifi(train, validation, config, timer)
-    if config.run_dir is not None:
-        data = {"path": str(config.data.resolve()), "dataset": "ujiindoorloc",
-                "rows": {"train": len(train), "validation": len(validation)},
-                "verify_rssi": validation.rssi[:256].copy()}
-        headline = next(r for r in rows if r["method"] == f"noble-x{config.noble.members}-topk")
-        save_noble(config.run_dir, final, data, {**headline, "method": "noble"}, config.noble)
-    chosen = ("knn-k3", "mlp-regression", "noble-2m-noaug-centre", "noble-2m-noaug-topk",
-              f"noble-x{config.noble.members}-centre", f"noble-x{config.noble.members}-topk")
-    noble_plots.error_cdf({n: errors_2d(preds[n], validation.truth()) for n in chosen},
-                          config.out / "noble_error_cdf.png")
-    noble_plots.positions(train, validation, preds[f"noble-x{config.noble.members}-topk"],
-                          f"NObLe x{config.noble.members} top-k", config.out / "noble_positions.png")
-    selected = selection(train, config, timer)
-    tracking = imu(train, config, timer)
-    result = {"results": rows, "selection": selected, "imu": tracking, "seconds": timer.seconds,
-              "data": {"train_rows": len(train), "validation_rows": len(validation)},
-              "total_seconds": round(time.perf_counter() - started, 1), "threads": torch.get_num_threads(),
-              "config": {"noble": asdict(config.noble), "holdout_users": list(config.holdout_users)}}
-    config.out.mkdir(parents=True, exist_ok=True)
-    (config.out / "noble.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    write_markdown(result, config.out / "noble.md")
-    return result
+    state: dict[str, Any] = {"threads": torch.get_num_threads(), "seconds": timer.seconds}
+    if config.part in ("all", "wifi"):
+        state["config"] = {"cv": asdict(config.cv), "seeds": config.seeds}
+        wifi(config, timer, state)
+    if config.part in ("all", "imu"):
+        train, _ = load_splits(config.data)
+        state["imu"] = imu(train, config, timer)
+    merged = _write(config, state)
+    merged["last_part_seconds"] = round(time.perf_counter() - started, 1)
+    if not merged["partial"]:
+        write_markdown(merged, config.out / "noble.md")
+    else:
+        logger.warning("noble.json is partial (a part has not run): noble.md not rewritten")
+    return merged
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -218,9 +338,15 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Reproduce docs/results/noble.md, noble.json and the PNGs.")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="UJIIndoorLoc folder")
     parser.add_argument("--out", type=Path, default=Path("docs/results"))
-    parser.add_argument("--members", type=int, default=NobleTrainConfig().members)
-    parser.add_argument("--epochs", type=int, default=NobleTrainConfig().epochs)
-    parser.add_argument("--holdout-users", default="7,10,14", help="training users for model selection")
+    parser.add_argument("--seeds", type=int, default=ResultsConfig().seeds,
+                        help="seeds of the chosen setting scored on the validation file")
+    parser.add_argument("--part", choices=PARTS, default="all",
+                        help="run only the WiFi or the IMU part (the other's results in noble.json are kept)")
+    parser.add_argument("--doc-only", action="store_true", help="re-render noble.md from noble.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="reuse the CV candidates already scored in noble.json (an interrupted run)")
+    parser.add_argument("--cv-epochs", default="10,20", help="epoch candidates, the first used in stage 1")
+    parser.add_argument("--cv-members", default="1,2", help="ensemble sizes searched (first must be 1)")
     parser.add_argument("--imu-train-walks", type=int, default=ResultsConfig().imu_train_walks)
     parser.add_argument("--imu-test-walks", type=int, default=ResultsConfig().imu_test_walks)
     parser.add_argument("--run-dir", type=Path, help="also save the final ensemble here (python -m export)")
@@ -233,12 +359,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+        if args.doc_only:
+            write_markdown(json.loads((args.out / "noble.json").read_text()), args.out / "noble.md")
+            return 0
+        cv = CvConfig(epochs=tuple(int(e) for e in args.cv_epochs.split(",") if e),
+                      members=tuple(int(m) for m in args.cv_members.split(",") if m))
         config = ResultsConfig(
-            data=args.data, out=args.out, noble=NobleTrainConfig(members=args.members, epochs=args.epochs),
-            holdout_users=tuple(int(u) for u in args.holdout_users.split(",") if u),
-            imu_train_walks=args.imu_train_walks, imu_test_walks=args.imu_test_walks, run_dir=args.run_dir)
+            data=args.data, out=args.out, cv=cv, seeds=args.seeds, imu_train_walks=args.imu_train_walks,
+            imu_test_walks=args.imu_test_walks, run_dir=args.run_dir, part=args.part, resume=args.resume)
         result = run(config)
-    except (ValueError, OSError) as error:
+    except (ValueError, OSError, KeyError) as error:
         logger.debug("user error", exc_info=True)
         sys.stderr.write(f"error: {error}\n")
         return 2

@@ -8,70 +8,186 @@ from typing import Any
 METRIC_COLUMNS = ("mean_error_m", "median_error_m", "p75_error_m", "p95_error_m", "building_hit", "floor_hit",
                   "evaal_error_m")
 HEADER = "| method | mean (m) | median (m) | p75 (m) | p95 (m) | building hit | floor hit | EvAAL (m) |"
+# Published figures on the same validation file (not measured here): mean 2D error, floor hit rate.
+PUBLISHED = (("Kim et al. 2018 (hierarchical auxiliary DNN)", 9.29, None),
+             ("CNNLoc (Song et al. 2019)", 11.78, 0.9603))
+TARGET_MEAN_M, TARGET_BUILDING, TARGET_FLOOR, TARGET_IMU = 6.0, 0.998, 0.96, 0.30
+LABELS = {"knn-k1": "weighted kNN, k = 1 (powed RSSI)", "knn-k3": "weighted kNN, k = 3 (powed RSSI)",
+          "mlp-regression": "MLP coordinate regression (MSE), same body, augmentation and epochs"}
 
 
-def _labels(members: int) -> dict[str, str]:
-    final = "2/4/8 m cells, augmentation"
-    return {
-        "knn-k1": "weighted kNN, k = 1 (powed RSSI)",
-        "knn-k3": "weighted kNN, k = 3 (powed RSSI)",
-        "mlp-regression": "MLP coordinate regression (MSE), same body and augmentation",
-        "noble-2m-noaug-centre": "NObLe, 1 net, 2 m cells, no augmentation, cell centre",
-        "noble-2m-noaug-topk": "NObLe, 1 net, 2 m cells, no augmentation, top-k mean",
-        "noble-x1-centre": "NObLe, 1 net, 2/4/8 m cells, augmentation, cell centre",
-        "noble-x1-topk": "NObLe, 1 net, 2/4/8 m cells, augmentation, top-k mean",
-        "noble-x3-centre": "NObLe, 3 nets averaged, 2/4/8 m cells, augmentation, cell centre",
-        "noble-x3-topk": "NObLe, 3 nets averaged, 2/4/8 m cells, augmentation, top-k mean",
-        f"noble-x{members}-centre": f"NObLe, {members} nets averaged, {final}, cell centre",
-        f"noble-x{members}-topk": f"**NObLe, {members} nets averaged, {final}, top-k mean**",
-    }
+def _cells(row: dict[str, Any]) -> str:
+    return " | ".join(f"{100 * row[c]:.2f}%" if c.endswith("_hit") else f"{row[c]:.2f}"
+                      for c in METRIC_COLUMNS)
 
 
-def _table(rows: list[dict[str, Any]], labels: dict[str, str]) -> list[str]:
-    lines = [HEADER, "|---|" + "---:|" * len(METRIC_COLUMNS)]
-    for row in rows:
-        cells = [f"{100 * row[c]:.2f}%" if c.endswith("_hit") else f"{row[c]:.2f}" for c in METRIC_COLUMNS]
-        lines.append(f"| {labels.get(row['method'], row['method'])} | " + " | ".join(cells) + " |")
-    return lines
+def _spread(stat: dict[str, float], percent: bool = False) -> str:
+    if percent:
+        return f"{100 * stat['mean']:.2f}% ± {100 * stat['std']:.2f}"
+    return f"{stat['mean']:.2f} ± {stat['std']:.2f}"
 
 
 def _targets(result: dict[str, Any]) -> list[str]:
-    members = result["config"]["noble"]["members"]
-    final = next(r for r in result["results"] if r["method"] == f"noble-x{members}-topk")
-    reduction = result["imu"]["noble_reduction_vs_pdr_at_100m"]
-    checks = [
-        ("NObLe mean 2D error <= 6.5 m", f"{final['mean_error_m']:.2f} m", final["mean_error_m"] <= 6.5),
-        ("building hit rate >= 99.5%", f"{100 * final['building_hit']:.2f}%", final["building_hit"] >= 0.995),
-        ("floor hit rate >= 95%", f"{100 * final['floor_hit']:.2f}%", final["floor_hit"] >= 0.95),
-        ("IMU: NObLe tracker >= 30% below PDR after 100 m", f"{100 * reduction:.1f}% lower",
-         reduction >= 0.3),
-    ]
     lines = ["| target | measured | met |", "|---|---:|:---:|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in checks]
+    final = result.get("final")
+    if final is not None:
+        s = final["summary"]["noble"]
+        seeds = len(s["seeds"])
+        checks = [
+            (f"mean 2D error <= {TARGET_MEAN_M} m ({seeds}-seed mean)", f"{_spread(s['mean_error_m'])} m",
+             s["mean_error_m"]["mean"] <= TARGET_MEAN_M),
+            (f"building hit rate >= {100 * TARGET_BUILDING:.1f}%", _spread(s["building_hit"], True),
+             s["building_hit"]["mean"] >= TARGET_BUILDING),
+            (f"floor hit rate >= {100 * TARGET_FLOOR:.0f}%", _spread(s["floor_hit"], True),
+             s["floor_hit"]["mean"] >= TARGET_FLOOR),
+        ]
+        lines += [f"| {n} | {v} | {'yes' if ok else 'NO'} |" for n, v, ok in checks]
+    imu = result.get("imu")
+    if imu is not None and "noble_reduction_vs_map_aware_at_100m" in imu:
+        r = imu["noble_reduction_vs_map_aware_at_100m"]
+        measured = f"{abs(100 * r):.1f}% {'lower' if r >= 0 else 'HIGHER'}"
+        lines.append(f"| IMU: NObLe tracker >= {100 * TARGET_IMU:.0f}% below the map-aware baseline after "
+                     f"100 m | {measured} | {'yes' if r >= TARGET_IMU else 'NO'} |")
     return lines
 
 
-def _steps(result: dict[str, Any]) -> str:
-    """One sentence: where the gain over the prototype-like network comes from (mean error, top-k)."""
-    members = result["config"]["noble"]["members"]
-    mean = {r["method"]: r["mean_error_m"] for r in result["results"]}
-    pairs = [name for name in mean if name.endswith("-topk")]
-    better = sum(mean[name] < mean[name.replace("-topk", "-centre")] for name in pairs)
-    final = mean[f"noble-x{members}-topk"]
-    return (f"Mean error step by step (top-k decode): one net, 2 m cells, no augmentation "
-            f"{mean['noble-2m-noaug-topk']:.2f} m; one net, 2/4/8 m cells, augmentation "
-            f"{mean['noble-x1-topk']:.2f} m; {members} such nets averaged {final:.2f} m. The top-k "
-            f"decode has a lower mean error than the cell centre in {better} of {len(pairs)} NObLe variants.")
+def _cv_tables(cv: dict[str, Any]) -> list[str]:
+    rows = cv["rows"]
+    settings = list(dict.fromkeys((r["stage"], r["setting"]) for r in rows))
+    lines = ["| stage | training setting | best decode (CV mean m) | best centre | best old topk | "
+             "old topk, k = 4, all cells (the first decode) | best plan (new) | CV floor hit | "
+             "CV building hit |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    sizes = [float(s) for s in cv["search"]["base"]["cell_sizes"]]
+    first_decode = {"kind": "topk", "top_k": 4, "cell_sizes": sizes, "snap_m": None}
+    for stage, setting in settings:
+        group = [r for r in rows if r["setting"] == setting and r["stage"] == stage]
+        best = min(group, key=lambda r: r["cv_mean_error_m"])
+
+        def of(kind: str, group: list[dict[str, Any]] = group) -> str:
+            kinds = [r for r in group if r["decode_config"]["kind"] == kind]
+            return f"{min(r['cv_mean_error_m'] for r in kinds):.2f}" if kinds else "-"
+
+        first = [r for r in group if r["decode_config"] == first_decode]
+        first_text = f"{first[0]['cv_mean_error_m']:.2f}" if first else "-"
+        lines.append(f"| {stage} | {setting} | {best['decode']} ({best['cv_mean_error_m']:.2f}) | "
+                     f"{of('centre')} | {of('topk')} | {first_text} | {of('plan')} | "
+                     f"{100 * best['cv_floor_hit']:.2f}% | {100 * best['cv_building_hit']:.2f}% |")
+    return lines
 
 
-def _imu_table(imu: dict[str, Any]) -> list[str]:
+def _top_decodes(cv: dict[str, Any], count: int = 8) -> list[str]:
+    chosen = cv["chosen"]
+    group = [r for r in cv["rows"] if r["setting"] == chosen["setting"]]
+    group = sorted({r["decode"]: r for r in group}.values(), key=lambda r: r["cv_mean_error_m"])[:count]
+    lines = ["| decode | CV mean (m) | CV median (m) | per-fold means (m) |", "|---|---:|---:|---|"]
+    for r in group:
+        folds = ", ".join(f"{e:.2f}" for e in r["fold_mean_error_m"])
+        lines.append(f"| {r['decode']} | {r['cv_mean_error_m']:.2f} | {r['cv_median_error_m']:.2f} | "
+                     f"{folds} |")
+    return lines
+
+
+def _validation(result: dict[str, Any]) -> list[str]:
+    final = result["final"]
+    lines = [HEADER.replace("| method |", "| method (seed) |"), "|---|" + "---:|" * len(METRIC_COLUMNS)]
+    for row in final["rows"]:
+        name = "**NObLe, chosen decode**" if row["method"] == "noble" else row["method"]
+        lines.append(f"| {name} ({row['decode']}), seed {row['seed']} | {_cells(row)} |")
+    lines += ["", f"Mean ± sample standard deviation over the {final['seeds_done']} seeds "
+              f"({final['seeds_done']} of {final['seeds_planned']} planned):", "",
+              "| method | mean (m) | median (m) | p95 (m) | building hit | floor hit | EvAAL (m) | "
+              "mean range (m) |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for method, s in final["summary"].items():
+        lines.append(f"| {method} | {_spread(s['mean_error_m'])} | {_spread(s['median_error_m'])} | "
+                     f"{_spread(s['p95_error_m'])} | {_spread(s['building_hit'], True)} | "
+                     f"{_spread(s['floor_hit'], True)} | {_spread(s['evaal_error_m'])} | "
+                     f"{s['mean_error_m']['min']:.2f} - {s['mean_error_m']['max']:.2f} |")
+    summary = final["summary"]
+    if "noble" in summary and "noble, old topk decode" in summary:
+        new = summary["noble"]["mean_error_m"]["mean"]
+        old = summary["noble, old topk decode"]["mean_error_m"]["mean"]
+        verdict = "lower" if new < old else "HIGHER"
+        lines += ["", f"The CV-chosen decode gives a {verdict} mean error on the validation file than the "
+                  "old "
+                  f"top-k decode of the same networks ({new:.2f} vs {old:.2f} m)"
+                  + ("" if new < old else ": the decode ranking of the leave-users-out CV did not carry over "
+                     "to the validation file; the choice stands, as the protocol requires") + "."]
+    return lines
+
+
+def _references(result: dict[str, Any]) -> list[str]:
+    lines = [HEADER, "|---|" + "---:|" * len(METRIC_COLUMNS)]
+    for row in result.get("baselines", []):
+        lines.append(f"| {LABELS.get(row['method'], row['method'])} (measured here) | {_cells(row)} |")
+    for name, mean, floor in PUBLISHED:
+        floor_text = f"{100 * floor:.2f}%" if floor is not None else "-"
+        lines.append(f"| {name} (published, not run here) | {mean:.2f} | - | - | - | - | {floor_text} | - |")
+    return lines
+
+
+def _imu(imu: dict[str, Any]) -> list[str]:
     marks = [k for k in next(iter(imu["errors"].values())) if k.startswith("at_")]
     lines = ["| tracker | mean along walks (m) | " + " | ".join(f"after {m[3:]}" for m in marks) + " |",
              "|---|---:|" + "---:|" * len(marks)]
     for name, errors in imu["errors"].items():
         values = " | ".join(f"{errors[m]:.2f}" for m in marks)
         lines.append(f"| {name} | {errors['mean']:.2f} | {values} |")
-    return lines
+    walks, sim = imu["walks"], imu["sim"]
+    pf = imu["particle_filter"]
+    ordering = sorted(imu["errors"], key=lambda n: imu["errors"][n]["at_100m"])
+    r_map, r_pdr = imu["noble_reduction_vs_map_aware_at_100m"], imu["noble_reduction_vs_pdr_at_100m"]
+    text = [
+        "No public IMU data set is available offline, so walks are simulated (assumptions in "
+        "`training/imu/simulator.py`): a walkable graph per building-floor from the UJIIndoorLoc reference "
+        "positions (nodes within 8 m linked, plus a minimum spanning tree), walks along shortest paths to "
+        "random destinations with rounded corners, a step model (length U(0.6, 0.8) m, cadence U(1.6, 2.0) "
+        f"Hz, Weinberg vertical acceleration with a per-walker constant), {sim['rate_hz']:g} Hz "
+        f"accelerometer and gyroscope with white noise, constant biases (sigma {sim['gyro_bias']} rad/s on "
+        "the gyroscope) and a gyroscope bias random walk. Every walk starts with "
+        f"{walks['rest_s']:g} s at rest.",
+        "",
+        f"**Held-out floors**: the trackers train on {walks['train']} walks on building-floors "
+        f"{walks['train_floors']} (building x 5 + floor) and are scored on {walks['test']} walks of "
+        f"{walks['duration_s']:g} s on floors {walks['test_floors']} (floor 1 of each building), whose walks "
+        "and graphs they never saw in training. Every method gets the test floor's graph and the start pose.",
+        "",
+        "- **PDR**: peak step detection, Weinberg step length (population K = 0.5), gyroscope heading with "
+        "the bias calibrated as a phone does: the mean yaw rate over the first "
+        f"{imu['pdr']['calibration_s']:g} s at rest is subtracted. `PDR, no calibration` is the same "
+        "without it (for reference).",
+        f"- **map-matching particle filter** (the map-aware baseline, `training/imu/mapmatch.py`): "
+        f"{pf['particles']} particles (position, heading offset, step-length scale "
+        f"U{tuple(pf['scale_range'])}) moved by the calibrated PDR displacement of each 1 s window, weighted "
+        f"by a Gaussian (sigma {pf['map_sigma_m']:g} m) of their distance to the same walkable graph, "
+        "resampled when the effective sample size halves.",
+        "- **NObLe tracker**: a GRU over 1 s windows of raw IMU + the calibrated PDR position and heading + "
+        f"the start pose classifies the {imu['tracker']['cell_size_m']:g} m cells along the floor's walkable "
+        f"graph ({walks['test_cells']} cells on the test floors); a cell's logit is a learned query dotted "
+        "with the position encoding of the cell centre plus a learned prior on its distance to the PDR "
+        "position (no per-floor or per-cell weights, so it runs on unseen floors); "
+        f"top-{imu['tracker']['top_k']} decode.",
+        "- **regression tracker**: the same network with an MSE-trained correction to the PDR position.",
+        "",
+        *lines,
+        "",
+        f"Ordering after 100 m (lowest error first): {' < '.join(ordering)}. NObLe tracker after 100 m: "
+        f"{abs(100 * r_map):.1f}% {'lower' if r_map >= 0 else 'higher'} than the map-matching particle "
+        "filter, "
+        f"{abs(100 * r_pdr):.1f}% {'lower' if r_pdr >= 0 else 'higher'} than calibrated PDR. First 10 m: "
+        + ", ".join(f"{n} {e['at_10m']:.2f} m" for n, e in imu["errors"].items()) + ".",
+    ]
+    if r_map < TARGET_IMU:
+        text += ["", "Why the map-aware baseline wins here: in this simulation the walks follow the graph to "
+                 "within ~0.3 m (corner rounding only) and the graph is given to the filter exactly, so "
+                 "weighting hypotheses by their distance to it removes PDR's heading and step-length drift "
+                 "almost entirely; the filter also keeps many hypotheses through ambiguous corridors, while "
+                 "the NObLe tracker is one recurrent pass that must learn the map constraint from training "
+                 "floors and apply it to unseen ones (it does cut calibrated PDR's error, figures above). "
+                 "Not tried for lack of time: feeding the NObLe cell probabilities to the particle filter "
+                 "as a likelihood (a hybrid), and a tracker that sees the floor's graph around the PDR "
+                 "position."]
+    return text
 
 
 def _timing(result: dict[str, Any]) -> list[str]:
@@ -81,98 +197,107 @@ def _timing(result: dict[str, Any]) -> list[str]:
 
 
 def write_markdown(result: dict[str, Any], path: Path) -> Path:
-    config = result["config"]["noble"]
-    members = config["members"]
-    labels = _labels(members)
-    users = ", ".join(str(u) for u in result["config"]["holdout_users"])
-    imu = result["imu"]
-    rows = result["data"]
-    hidden = "-".join(str(h) for h in [520, *config["hidden"]])
-    reduction = 100 * imu["noble_reduction_vs_pdr_at_100m"]
+    """Render the page (sections whose part has not run are left out and the page says so)."""
+    cv = result.get("cv")
+    partial = result.get("partial", True)
+    minutes = result["total_seconds"] / 60
     text = [
         "# NObLe localization results",
         "",
-        "Reproduce with `make results-noble` (= `python -m training.noble.results`), CPU only, "
-        f"{result['threads']} torch thread(s); this run took {result['total_seconds'] / 60:.1f} min "
-        "(timings below). Every number on this page comes from that run; `noble.json` holds them all.",
-        "",
-        "## Targets",
-        "",
-        *_targets(result),
-        "",
-        f"## WiFi fingerprints: UJIIndoorLoc standard validation file ({rows['validation_rows']:,} rows)",
-        "",
-        f"Trained on all {rows['train_rows']:,} rows of `trainingData.csv`. Input: raw dBm with 100 (not "
-        "detected) -> -104 dBm, then `((rssi + 104) / 104)` clipped to [0, 1] raised to e (the powed "
-        "representation). NObLe classifies into occupied square cells of each building-floor (a cell's "
-        "centre is the mean of its training "
-        f"positions), beside building and floor heads; network {hidden} (batch norm, ReLU, dropout "
-        f"{config['dropout']}), Adam one-cycle lr {config['lr']}, {config['epochs']} epochs, batch "
-        f"{config['batch_size']}. Augmentation (unseen phones): per-row offset U(-{config['offset_db']:g}, "
-        f"{config['offset_db']:g}) dB on detected access points, each detected access point dropped with "
-        f"probability {config['drop_prob']}. Decodes: the finest cell's centre, or the probability-weighted "
-        f"mean of the top-{config['top_k']} cells of all building-floors, averaged over the resolutions. "
-        "Building and floor: argmax of (cell probabilities summed per building-floor) x (heads' "
-        "probabilities).",
-        "",
-        *_table(result["results"], labels),
-        "",
-        "EvAAL error = 2D error + 4 m per floor miss + 50 m per building miss. The MLP regression has its "
-        "own building and floor heads.",
-        "",
-        _steps(result),
-        "",
-        "![error CDF](noble_error_cdf.png)",
-        "",
-        "![predicted vs true positions](noble_positions.png)",
-        "",
-        f"## Model selection on held-out training users ({users})",
-        "",
-        f"One network per candidate, trained on the other users, scored on users {users} (their phones are "
-        "not "
-        "in the fit, as the validation file's mostly are not). This split, not the validation file, is what "
-        "settings should be chosen on. Honest note: the augmentation strengths were first tried in quick "
-        "single-seed development runs scored on the validation file; this table checks the choice on users "
-        "the model never saw. Absolute errors here are larger because some held-out positions have no "
-        "reference point from the remaining users.",
-        "",
-        *_table(result["selection"], labels),
-        "",
-        "## IMU tracking (simulated)",
-        "",
-        "No public IMU data set is available offline, so walks are simulated (assumptions in "
-        "`training/imu/simulator.py`): a walkable graph per building-floor from the UJIIndoorLoc reference "
-        "positions "
-        "(nodes within 8 m linked, plus a minimum spanning tree), walks along shortest paths to random "
-        "destinations with rounded corners, a step "
-        "model (length U(0.6, 0.8) m, cadence U(1.6, 2.0) Hz, per-step jitter, Weinberg vertical "
-        f"acceleration), {imu['sim']['rate_hz']:g} Hz accelerometer and gyroscope with white noise "
-        f"({imu['sim']['accel_noise']} m/s^2, {imu['sim']['gyro_noise']} rad/s), constant biases (sigma "
-        f"{imu['sim']['accel_bias']} m/s^2, {imu['sim']['gyro_bias']} rad/s) and a gyroscope bias random "
-        "walk; "
-        f"{imu['walks']['train']} training and {imu['walks']['test']} test walks of "
-        f"{imu['walks']['duration_s']:g} s on all {imu['walks']['floors']} floors. PDR: peak step detection, "
-        "Weinberg step length (population K = 0.5), integrated gyroscope heading, known start pose. Both "
-        "networks (GRU over 1 s windows of raw IMU + the PDR position and heading + start pose and floor) "
-        f"start from PDR: the NObLe tracker classifies the {imu['walks']['cells']} cells of 2 m along the "
-        "walkable graph (logits plus a learned prior on the distance to the PDR position, top-4 decode); the "
-        "regression tracker adds an MSE-trained correction to the PDR position.",
-        "",
-        *_imu_table(imu),
-        "",
-        f"NObLe tracker vs PDR after 100 m: {abs(reduction):.1f}% {'lower' if reduction >= 0 else 'higher'} "
-        f"error. PDR's error after 100 m is {imu['errors']['PDR']['at_100m']:.1f} m: nothing corrects the "
-        "simulated gyroscope bias (an uncalibrated phone's), so its heading drifts.",
-        "",
-        "![error growth](noble_imu_error.png)",
-        "",
-        "![trajectories](noble_trajectories.png)",
-        "",
-        "## Timings",
-        "",
-        *_timing(result),
+        "Reproduce with `make results-noble` (= `nice python -m training.noble.results`), CPU only, "
+        f"{result['threads']} torch thread, on this project's shared 2-core VM (no GPU); the stages below "
+        f"took {minutes:.0f} min in total (the WiFi and IMU parts ran as `--part wifi` and `--part imu` at "
+        "the same time, on a machine shared with other jobs, so timings are upper bounds). Every number on "
+        "this page comes from `noble.json` beside it.",
         "",
     ]
+    if cv is not None and any(r.get("reused") for r in cv["rows"]):
+        text += ["The WiFi part was interrupted once after the CV search and resumed with `--resume`: the CV "
+                 "candidates (flagged `reused` in `noble.json`) were scored by the first process and not "
+                 "trained again; the final seeds were trained by the second.", ""]
+    if partial:
+        note = f" ({result['partial_note']})" if result.get("partial_note") else ""
+        text += ["**PARTIAL RESULTS**: the run had not finished every stage when this page was written "
+                 f"(`noble.json` has `\"partial\": true`){note}; missing sections are marked.", ""]
+    text += ["## Targets", "", *_targets(result), ""]
+    if cv is not None:
+        folds = "; ".join(f"fold {i + 1}: users {f['users']} / phones {f['phones']}, {f['rows']:,} rows"
+                          for i, f in enumerate(cv["folds"]))
+        search = cv["search"]
+        text += [
+            "## Selection: leave-users-out cross-validation on `trainingData.csv` only",
+            "",
+            f"Every choice is made on the {result['data']['train_rows']:,} training rows; the validation "
+            "file is read once, at the end. Folds group rows by person and phone (users sharing a phone stay "
+            f"together): {folds}. Each fold's network is trained on the other folds and scores its held-out "
+            "rows; the CV error is the mean over all training rows (each scored once by a network that never "
+            f"saw its person or phone). The search is staged to fit the CPU: (1) augmentation (offset dB, "
+            f"drop probability) in {search['augmentations']} at {search['epochs'][0]} epochs; (2) epochs in "
+            f"{search['epochs']} at the chosen augmentation; (3) ensemble size in {search['members']}: the "
+            f"smallest within {search['tolerance_m']} m of the best. Each network has heads for cells of "
+            f"{'/'.join(f'{s:g}' for s in search['base']['cell_sizes'])} m; the cell sizes used to decode, "
+            f"the decode kind, top-k and snapping ({search['decodes']} decodes) are scored on every fold "
+            "model and chosen with the training setting (decoding needs no training).",
+            "",
+            "Decodes: `centre` = the most probable cell's centre; `topk` (the first decode of this "
+            "project) = probability-weighted mean of the top-k cells of ALL building-floors; `plan` (new) = "
+            "the same restricted to the predicted building-floor, snapped to the nearest occupied cell of "
+            "that floor when farther than `snap` from all of them (`training/noble/decoding.py`).",
+            "",
+            *_cv_tables(cv),
+            "",
+            "CV errors are larger than validation errors: each training user surveyed particular areas, so "
+            "many held-out rows lie where none of the remaining users measured. CV ranks the settings; it "
+            "does not predict the validation error.",
+            "",
+        ]
+        if cv.get("chosen"):
+            chosen = cv["chosen"]
+            text += [f"**Chosen** ({chosen['rule']}): {chosen['setting']}, decode "
+                     f"`{chosen['decode_label']}`, CV mean {chosen['cv_mean_error_m']:.2f} m. Best "
+                     "decodes of that setting:", "",
+                     *_top_decodes(cv), ""]
+        else:
+            text += ["(The search had not finished: no choice yet.)", ""]
+    if "final" in result:
+        final = result["final"]
+        text += [
+            f"## UJIIndoorLoc validation file ({result['data']['validation_rows']:,} rows), scored once",
+            "",
+            f"The chosen setting trained on all training rows with seeds 0, 100, ... "
+            f"({final['seeds_done']} of {final['seeds_planned']} seeds done). The chosen decode is the "
+            "headline; the two old decodes of the same networks are shown beside it for comparison only "
+            "(nothing was chosen on them).",
+            "",
+            *_validation(result),
+            "",
+        ]
+        served = result.get("served")
+        if served:
+            v = served["validation"]
+            what = "the chosen setting with ONE net (the first net of the seed-0 ensemble: `noble, 1 net` " \
+                "above), so that `make serve` trains one net, not an ensemble" if served.get("method") == \
+                "noble, 1 net" else "this configuration, seed 0"
+            text += [f"Served model (`make demo-models` -> `noble-wifi`): {what}: mean "
+                     f"{v['mean_error_m']:.2f} m, floor {100 * v['floor_hit']:.2f}%, building "
+                     f"{100 * v['building_hit']:.2f}% on the validation rows; "
+                     "`tests/integration/test_noble_serving.py` checks that the service reproduces it over "
+                     "HTTP.", ""]
+    if result.get("baselines"):
+        text += ["## References", "", *_references(result), "",
+                 "EvAAL error = 2D error + 4 m per floor miss + 50 m per building miss.", ""]
+        if any(r["method"] == "mlp-regression" for r in result["baselines"]):  # the WiFi part finished
+            text += ["![error CDF](noble_error_cdf.png)", "",
+                     "![predicted vs true positions](noble_positions.png)", ""]
+        else:
+            text += ["(The MLP regression baseline and the WiFi figures come at the end of the run: not "
+                     "reached.)", ""]
+    if result.get("imu") and "particle_filter" in result["imu"]:
+        text += ["## IMU tracking (simulated)", "", *_imu(result["imu"]), "",
+                 "![error growth](noble_imu_error.png)", "", "![trajectories](noble_trajectories.png)", ""]
+    else:
+        text += ["## IMU tracking (simulated)", "", "(Not run yet in this results file.)", ""]
+    text += ["## Timings", "", *_timing(result), ""]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(text))
     return path

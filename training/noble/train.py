@@ -11,7 +11,7 @@ Checkpoint (``RUN_DIR/checkpoint.pt``, a ``torch.save`` of one dict, same top le
     {"format_version": 1, "kind": "noble", "model_config": asdict(NobleConfig),
      "embedding": {"method": "none", "config": None, "hash": None, "arrays": {}},
      "state_dict": NobleLocalizer.state_dict(),    # members.{i}.*, centres_{r}, cell_building_floor_{r}
-     "noble": {"members", "decode", "origin": [lon, lat],
+     "noble": {"members", "decode": DecodeConfig.to_dict(), "origin": [lon, lat],
                "grids": [{"size", "centres" [C, 2] float64, "building_floor" [C] int64}, ...]},
      "data": {"path", "dataset", "rows": {"train", "validation"}, "verify_rssi": float32 [256, 520]},
      "metrics": {...}, "train": asdict(NobleTrainConfig)}
@@ -39,6 +39,7 @@ from training.noble.model import (
     NOT_DETECTED,
     CellGrid,
     Decode,
+    DecodeConfig,
     NobleConfig,
     NobleLocalizer,
     NobleNet,
@@ -158,8 +159,10 @@ def train_member(train: UjiSplit, labels: list[npt.NDArray[np.int64]], model_con
     return net.eval()
 
 
-def train_noble(train: UjiSplit, config: NobleTrainConfig) -> NobleLocalizer:
-    """Train ``config.members`` networks on all of ``train`` and return the ensemble."""
+def train_noble(train: UjiSplit, config: NobleTrainConfig,
+                decode: DecodeConfig | Decode = Decode.TOPK) -> NobleLocalizer:
+    """Train ``config.members`` networks on all of ``train`` and return the ensemble (decoding with
+    ``decode``)."""
     origin = train.origin()
     grids, labels = fit_grids(train, origin, config.cell_sizes)
     model_config = NobleConfig(num_cells=tuple(len(g) for g in grids), hidden=config.hidden,
@@ -168,11 +171,11 @@ def train_noble(train: UjiSplit, config: NobleTrainConfig) -> NobleLocalizer:
     members = []
     for i in tqdm(range(config.members), desc="noble ensemble", unit="member"):
         members.append(train_member(train, labels, model_config, config, config.seed + i))
-    return NobleLocalizer(members, grids, origin).eval()
+    return NobleLocalizer(members, grids, origin, decode).eval()
 
 
 @torch.no_grad()
-def predict(model: NobleLocalizer, rssi: npt.NDArray[np.float32], decode: Decode,
+def predict(model: NobleLocalizer, rssi: npt.NDArray[np.float32], decode: DecodeConfig | Decode,
             batch_size: int = 4096) -> Predictions:
     """Positions of raw dBm rows [N, 520] decoded with ``decode`` (float64 UTM coordinates)."""
     parts = [model.predict(torch.from_numpy(rssi[i:i + batch_size]), decode)
@@ -204,7 +207,8 @@ def save_noble(run_dir: Path, model: NobleLocalizer, data: dict[str, Any], metri
         "model_config": asdict(model.config),
         "embedding": {"method": "none", "config": None, "hash": None, "arrays": {}},
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "noble": {"members": len(model.members), "decode": model.decode.value, "origin": list(model.origin),
+        "noble": {"members": len(model.members), "decode": model.decode.to_dict(),
+                  "origin": list(model.origin),
                   "grids": [{"size": g.size, "centres": g.centres, "building_floor": g.building_floor}
                             for g in model.grids]},
         "data": data,
@@ -234,6 +238,7 @@ def load_noble(run_dir: Path) -> tuple[NobleLocalizer, dict[str, Any]]:
     grids = [CellGrid(g["size"], np.asarray(g["centres"]), np.asarray(g["building_floor"]))
              for g in extra["grids"]]
     members = [NobleNet(config) for _ in range(extra["members"])]
-    model = NobleLocalizer(members, grids, tuple(extra["origin"]), Decode(extra["decode"]))
+    decode = DecodeConfig.from_dict(extra["decode"], config.top_k)
+    model = NobleLocalizer(members, grids, tuple(extra["origin"]), decode)
     model.load_state_dict(state["state_dict"])
     return model.eval(), state

@@ -1,0 +1,272 @@
+"""Model selection for NObLe by leave-users-out cross-validation on ``trainingData.csv`` alone.
+
+Folds: rows are grouped by person AND phone (the connected components of the USERID-PHONEID pairs: users
+1, 9 and 16 share phone 14, so they form one group), and the groups are dealt into ``folds`` folds of
+similar row counts (largest group first, into the smallest fold). A fold's network never saw the held-out
+people or their phones, as the validation file's phones are mostly unseen. Every training row is scored
+once, by the network that did not see it; the CV error is the mean over all rows (pooled), with the
+per-fold means beside it.
+
+Search (staged, so it fits a small CPU; every stage's candidates are listed in ``CvConfig``):
+
+1. augmentation strengths, at the first epoch count, one network per fold;
+2. epochs, at the chosen augmentation;
+3. ensemble size, at the chosen augmentation and epochs: the smallest ensemble within ``tolerance_m``
+   of the best CV error is chosen ("one net if it is as good");
+4. the decode (kind, top-k, resolutions, snapping) is chosen jointly with each stage's candidates and
+   finally for the chosen training setting; decodes cost no training, so every one in ``decode_grid``
+   is scored on every fold model.
+
+The validation file is not read here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from training.noble.data import UjiSplit
+from training.noble.decoding import Decode, DecodeConfig
+from training.noble.metrics import Predictions, errors_2d
+from training.noble.model import FLOORS_PER_BUILDING, NobleLocalizer, NobleNet
+from training.noble.train import NobleTrainConfig, train_noble
+
+logger = logging.getLogger(__name__)
+
+
+def user_phone_groups(split: UjiSplit) -> npt.NDArray[np.int64]:
+    """Group id per row: connected components of the graph linking each user to each phone they used."""
+    parent: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def find(node: tuple[str, int]) -> tuple[str, int]:
+        parent.setdefault(node, node)
+        while parent[node] != node:
+            parent[node] = parent[parent[node]]
+            node = parent[node]
+        return node
+
+    pairs = np.unique(np.stack([split.user_id, split.phone_id], axis=1), axis=0)
+    for user, phone in pairs.tolist():
+        a, b = find(("user", user)), find(("phone", phone))
+        if a != b:
+            parent[a] = b
+    roots: dict[tuple[str, int], int] = {}
+    ids = {(u, p): roots.setdefault(find(("user", u)), len(roots)) for u, p in pairs.tolist()}
+    rows = zip(split.user_id.tolist(), split.phone_id.tolist(), strict=True)
+    return np.array([ids[(u, p)] for u, p in rows], dtype=np.int64)
+
+
+def make_folds(split: UjiSplit, folds: int) -> list[npt.NDArray[np.bool_]]:
+    """``folds`` held-out masks over the rows of ``split``; no user or phone on both sides of any fold."""
+    groups = user_phone_groups(split)
+    sizes = np.bincount(groups)
+    if folds < 2 or folds > len(sizes):
+        raise ValueError(f"need 2 <= folds <= {len(sizes)} user/phone groups, got {folds}")
+    load = np.zeros(folds, dtype=np.int64)
+    fold_of = np.zeros(len(sizes), dtype=np.int64)
+    for group in np.argsort(-sizes, kind="stable"):
+        fold_of[group] = int(np.argmin(load))
+        load[fold_of[group]] += sizes[group]
+    return [fold_of[groups] == f for f in range(folds)]
+
+
+def decode_grid(cell_sizes: tuple[float, ...]) -> list[DecodeConfig]:
+    """Every decode scored in CV: centre per resolution; topk (all floors) and plan (predicted floor)
+    with k in {1, 2, 4, 8} over single resolutions and nested sets; plan without snapping or snapping
+    beyond 1x / 2x the finest cell."""
+    subsets = [(s,) for s in cell_sizes] + [cell_sizes[:i] for i in range(2, len(cell_sizes) + 1)]
+    subsets += [cell_sizes[1:]] if len(cell_sizes) > 2 else []
+    finest = cell_sizes[0]
+    grid = [DecodeConfig(Decode.CENTRE, 1, (s,), None) for s in cell_sizes]
+    for subset in subsets:
+        for k in (2, 4, 8):
+            grid.append(DecodeConfig(Decode.TOPK, k, subset, None))
+        for k in (1, 2, 4, 8):
+            for snap in (None, finest, 2 * finest):
+                grid.append(DecodeConfig(Decode.PLAN, k, subset, snap))
+    return grid
+
+
+@dataclass(frozen=True)
+class CvConfig:
+    """The search (see the module docstring).
+
+    Args:
+        base: training settings not searched (architecture, lr, batch, cell sizes).
+        folds: leave-users-out folds.
+        augmentations: (offset_db, drop_prob) candidates.
+        epochs: epoch candidates (the first is used in stage 1).
+        members: ensemble sizes (the first must be 1).
+        tolerance_m: an ensemble this close to the best CV error counts as "as good".
+    """
+
+    base: NobleTrainConfig = field(default_factory=lambda: NobleTrainConfig(members=1, epochs=10))
+    folds: int = 3
+    augmentations: tuple[tuple[float, float], ...] = ((0.0, 0.0), (8.0, 0.2), (12.0, 0.3))
+    epochs: tuple[int, ...] = (10, 20)
+    members: tuple[int, ...] = (1, 2)
+    tolerance_m: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not self.augmentations or not self.epochs or not self.members or self.members[0] != 1:
+            raise ValueError("need >= 1 augmentation and epoch candidate, and members starting at 1")
+        if self.tolerance_m < 0:
+            raise ValueError("tolerance_m must be >= 0")
+
+
+@dataclass
+class _FoldModels:
+    """Networks trained for one training setting, per fold (members grow as stages need them)."""
+
+    config: NobleTrainConfig
+    nets: list[list[NobleNet]]
+    localizers: list[NobleLocalizer]
+
+
+def _setting_name(config: NobleTrainConfig, members: int) -> str:
+    aug = "no augmentation" if config.offset_db == 0 and config.drop_prob == 0 else \
+        f"offset {config.offset_db:g} dB, drop {config.drop_prob:g}"
+    return f"{aug}, {config.epochs} epochs, {members} net{'s' if members > 1 else ''}"
+
+
+class CrossValidation:
+    """Runs the staged search on ``train`` (``run`` returns the table and the chosen settings).
+
+    Args:
+        train: the whole training file.
+        config: the search.
+        timed: ``timed(stage, work, *args)`` runs and times a stage (``training.noble.results.Timer.run``).
+        on_stage: called with the partial result after every stage (to write partial results).
+        previous: rows of an earlier, interrupted run of the same search on the same data
+            (``result()["rows"]``): a candidate scored there is reused instead of trained again.
+    """
+
+    def __init__(self, train: UjiSplit, config: CvConfig,
+                 timed: Callable[..., Any] | None = None,
+                 on_stage: Callable[[dict[str, Any]], None] | None = None,
+                 previous: list[dict[str, Any]] | None = None) -> None:
+        self.train = train
+        self.config = config
+        self.folds = make_folds(train, config.folds)
+        self.timed = timed or (lambda _stage, work, *args: work(*args))
+        self.on_stage = on_stage or (lambda _result: None)
+        self.decodes = decode_grid(config.base.cell_sizes)
+        self.rows: list[dict[str, Any]] = []
+        self.models: dict[str, _FoldModels] = {}
+        self.previous = previous or []
+
+    def _fit(self, config: NobleTrainConfig, members: int) -> _FoldModels:
+        key = repr(replace(config, members=1, seed=0))
+        entry = self.models.get(key)
+        if entry is None:
+            entry = self.models[key] = _FoldModels(config, [[] for _ in self.folds], [])
+        for f, held in enumerate(self.folds):
+            while len(entry.nets[f]) < members:
+                i = len(entry.nets[f])
+                name = f"cv fold {f + 1}/{len(self.folds)} {_setting_name(config, 1)} member {i + 1}"
+                member_config = replace(config, members=1, seed=config.seed + 1000 * f + i)
+                localizer = self.timed(name, train_noble, self.train.subset(~held), member_config)
+                if i == 0:
+                    entry.localizers.append(localizer)
+                entry.nets[f].append(localizer.members[0])
+        return entry
+
+    @torch.no_grad()
+    def _score(self, entry: _FoldModels, members: int, stage: str) -> list[dict[str, Any]]:
+        """Pooled CV metrics of every decode for the first ``members`` nets of each fold."""
+        errors: dict[str, list[npt.NDArray[np.float64]]] = {d.label(): [] for d in self.decodes}
+        floor_hits, building_hits, fold_rows = [], [], []
+        for f, held in enumerate(self.folds):
+            base = entry.localizers[f]
+            model = NobleLocalizer(entry.nets[f][:members], base.grids, base.origin).eval()
+            split = self.train.subset(held)
+            truth = split.truth()
+            cells, joint = model.probabilities(torch.from_numpy(split.rssi))
+            best = torch.argmax(joint, dim=1)
+            floor_hits.append((best % FLOORS_PER_BUILDING).numpy() == split.floor)
+            building_hits.append((best // FLOORS_PER_BUILDING).numpy() == split.building)
+            fold_rows.append(len(split))
+            for decode in self.decodes:
+                xy = model.local_xy(cells, best, decode).double().numpy()
+                pred = Predictions(xy[:, 0] + model.origin[0], xy[:, 1] + model.origin[1],
+                                   np.zeros(len(xy), np.int64), np.zeros(len(xy), np.int64))
+                errors[decode.label()].append(errors_2d(pred, truth))
+        name = _setting_name(entry.config, members)
+        rows = []
+        for decode in self.decodes:
+            per_fold = errors[decode.label()]
+            pooled = np.concatenate(per_fold)
+            rows.append({"stage": stage, "setting": name, "decode": decode.label(),
+                         "decode_config": decode.to_dict(), "offset_db": entry.config.offset_db,
+                         "drop_prob": entry.config.drop_prob, "epochs": entry.config.epochs,
+                         "members": members, "cv_mean_error_m": round(float(pooled.mean()), 4),
+                         "cv_median_error_m": round(float(np.median(pooled)), 4),
+                         "fold_mean_error_m": [round(float(e.mean()), 4) for e in per_fold],
+                         "cv_floor_hit": round(float(np.concatenate(floor_hits).mean()), 4),
+                         "cv_building_hit": round(float(np.concatenate(building_hits).mean()), 4),
+                         "fold_rows": fold_rows})
+        return rows
+
+    def _best(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return min(rows, key=lambda r: r["cv_mean_error_m"])
+
+    def _stage(self, stage: str, candidates: list[tuple[NobleTrainConfig, int]]) -> list[dict[str, Any]]:
+        rows = []
+        for candidate, members in candidates:
+            name = _setting_name(candidate, members)
+            done = [r for r in self.previous if r["setting"] == name and r["stage"] == stage]
+            if len(done) == len(self.decodes) and len(self.folds) == len(done[0]["fold_rows"]):
+                logger.info("cv %s: scored in the earlier run, reused", name)
+                rows += [{**r, "reused": True} for r in done]
+                continue
+            entry = self._fit(candidate, members)
+            rows += self._score(entry, members, stage)
+        self.rows += rows
+        return rows
+
+    def result(self, chosen: dict[str, Any] | None, complete: bool) -> dict[str, Any]:
+        return {"complete": complete, "rows": self.rows, "chosen": chosen,
+                "folds": [{"rows": int(m.sum()), "users": sorted(set(self.train.user_id[m].tolist())),
+                           "phones": sorted(set(self.train.phone_id[m].tolist()))} for m in self.folds],
+                "search": {**asdict(self.config), "decodes": len(self.decodes)}}
+
+    def run(self) -> dict[str, Any]:
+        """Stages 1-3; returns ``result`` with ``chosen``: the training config, members and decode."""
+        cv = self.config
+        first = replace(cv.base, members=1, epochs=cv.epochs[0])
+        stage1 = self._stage("1 augmentation", [(replace(first, offset_db=o, drop_prob=p), 1)
+                                                for o, p in cv.augmentations])
+        best = self._best(stage1)
+        chosen_aug = replace(first, offset_db=best["offset_db"], drop_prob=best["drop_prob"])
+        self.on_stage(self.result(None, complete=False))
+        stage2 = [r for r in stage1 if r["offset_db"] == chosen_aug.offset_db
+                  and r["drop_prob"] == chosen_aug.drop_prob]
+        stage2 += self._stage("2 epochs", [(replace(chosen_aug, epochs=e), 1) for e in cv.epochs[1:]])
+        best = self._best(stage2)
+        chosen_epochs = replace(chosen_aug, epochs=best["epochs"])
+        self.on_stage(self.result(None, complete=False))
+        stage3 = [r for r in stage2 if r["epochs"] == chosen_epochs.epochs]
+        stage3 += self._stage("3 ensemble size", [(chosen_epochs, m) for m in cv.members[1:]])
+        best_error = self._best(stage3)["cv_mean_error_m"]
+        members = min(r["members"] for r in stage3 if r["cv_mean_error_m"] <= best_error + cv.tolerance_m)
+        final = self._best([r for r in stage3 if r["members"] == members])
+        chosen = {"train": asdict(replace(chosen_epochs, members=members, seed=0)),
+                  "decode": final["decode_config"], "decode_label": final["decode"],
+                  "cv_mean_error_m": final["cv_mean_error_m"], "setting": final["setting"],
+                  "rule": f"lowest pooled CV mean 2D error; the smallest ensemble within {cv.tolerance_m} m "
+                          "of the best"}
+        result = self.result(chosen, complete=True)
+        self.on_stage(result)
+        return result
+
+
+def chosen_configs(chosen: dict[str, Any]) -> tuple[NobleTrainConfig, DecodeConfig]:
+    """The training config and decode of a ``CrossValidation.run()['chosen']`` dict (or noble.json's)."""
+    train: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in chosen["train"].items()}
+    return NobleTrainConfig(**train), DecodeConfig.from_dict(chosen["decode"])
