@@ -1,4 +1,4 @@
-"""Shared fixture for the static deploy checks: run a real validator, or skip saying how to get it."""
+"""Shared fixture for the static deploy checks: run a real validator, or fail saying how to get it."""
 
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ def find_tool(name: str) -> str | None:
 
 @pytest.fixture(scope="session")
 def validator() -> Validator:
-    """``validator(name, *args)`` runs the tool from the repository root; skips when it is absent."""
+    """``validator(name, *args)`` runs the tool from the repository root; fails when it is absent."""
 
     def run(name: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
         path = find_tool(name)
         if path is None:
-            pytest.skip(f"{name} is not installed ({SOURCES.get(name, 'see tests/deploy')})")
+            pytest.fail(f"{name} is not installed ({SOURCES.get(name, 'see tests/deploy')})")
         return subprocess.run(
             [path, *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
         )

@@ -113,7 +113,7 @@ def test_compare_rejects_a_wrong_graph() -> None:
 
 
 def test_full_export_through_the_repository(run_dir: Path, tmp_path: Path) -> None:
-    exporter = pytest.importorskip("export.exporter")
+    import export.exporter as exporter
     final = exporter.export_run(run_dir, exporter.ExportOptions(tmp_path / "models", "noble-wifi"))
     card = json.loads((final / "model.json").read_text())
     assert card["task"] == "localization" and card["name"] == "noble-wifi"

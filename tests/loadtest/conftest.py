@@ -17,7 +17,7 @@ def kernels_built() -> None:
     try:
         kernels.library_path()
     except kernels.LibraryNotBuilt as exc:
-        pytest.skip(f"needs the ai.robe library: {exc}")
+        pytest.fail(f"the ai.robe library is not built (make kernels builds it): {exc}")
 
 
 @pytest.fixture(scope="session")
