@@ -170,8 +170,11 @@ class Service:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the service exited with {self.process.returncode}: see {self.log}")
             try:
-                if _get(f"http://{HOST}:{self.port}/v2/health/ready", 2.0)[0] == 200:
+                status, body = _get(f"http://{HOST}:{self.port}/v2/health/ready", 2.0)
+                if status == 200:
                     return
+                if b"models refused" in body:  # a refused model never becomes ready: stop now
+                    raise RuntimeError(f"{body.decode(errors='replace')}: see {self.log}")
             except OSError:
                 pass
             time.sleep(0.5)

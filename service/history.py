@@ -13,9 +13,16 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Histogram
 
-from service.metrics import BATCH_SIZE, INFERENCES, REQUEST_DURATION, STAGE_DURATION, RateMeter
+from service.metrics import (
+    BATCH_SIZE,
+    INFERENCES,
+    REQUEST_DURATION,
+    STAGE_DURATION,
+    RateMeter,
+    totals_by_model,
+)
 
 HISTORY_S = 300.0  # the chart spans the last five minutes
 POINT_S = 5.0  # one chart point per five seconds
@@ -39,16 +46,6 @@ class ModelView:
     p99_ms: float | None = None
     mean_batch_size: float | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
-
-
-def _counter_by_model(counter: Counter) -> dict[str, float]:
-    totals: dict[str, float] = {}
-    for family in counter.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                model = sample.labels["model"]
-                totals[model] = totals.get(model, 0.0) + sample.value
-    return totals
 
 
 def _histogram_sums(
@@ -114,7 +111,7 @@ class LiveMeter(RateMeter):
     def _snapshot(self) -> _Snapshot:
         return _Snapshot(
             time.monotonic(),
-            _counter_by_model(INFERENCES),
+            totals_by_model(INFERENCES),
             _buckets_by_model(REQUEST_DURATION),
             {key[0]: value for key, value in _histogram_sums(BATCH_SIZE, ("model",)).items()},
             {(k[0], k[1]): v for k, v in _histogram_sums(STAGE_DURATION, ("model", "stage")).items()},

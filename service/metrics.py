@@ -134,7 +134,8 @@ def record_load_failure(model: str, version: str) -> None:
     LOAD_FAILURES.labels(model, version).inc()
 
 
-def _totals_by_model(counter: Counter) -> dict[str, float]:
+def totals_by_model(counter: Counter) -> dict[str, float]:
+    """A counter's samples summed per ``model`` label (over versions and other labels)."""
     totals: dict[str, float] = {}
     for family in counter.collect():
         for sample in family.samples:
@@ -170,7 +171,7 @@ class RateMeter:
         self._snapshots: deque[tuple[float, dict[str, float], dict[str, float]]] = deque()
 
     def _read(self) -> tuple[float, dict[str, float], dict[str, float]]:
-        return time.monotonic(), _totals_by_model(REQUESTS), _totals_by_model(INFERENCES)
+        return time.monotonic(), totals_by_model(REQUESTS), totals_by_model(INFERENCES)
 
     def tick(self) -> None:
         """Keep a snapshot; drop those older than the window."""

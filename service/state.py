@@ -66,6 +66,10 @@ class AppState:
             pending = [
                 name for name, entry in entries.items() if entry.serving is None and not entry.unloaded
             ]
+            refused = [f"{name}: {entry.reason}" for name, entry in entries.items()
+                       if entry.serving is None and not entry.unloaded and entry.failed]
+            if refused:
+                return f"models refused: {refused}"
             return f"models not loaded yet: {pending}" if pending else "loading the repository"
         if not any(entry.serving is not None for entry in entries.values()):
             return "no model is serving" + (

@@ -71,6 +71,7 @@ def test_corrupt_model_is_refused_and_keeps_readiness_503(
     with service.client() as client:
         ready = client.get("/v2/health/ready")
         assert ready.status_code == 503 and "loc" in ready.json()["error"]
+        assert "models refused" in ready.json()["error"] and "sha256 mismatch" in ready.json()["error"]
         assert client.get("/v2/models/loc/ready").status_code == 503
         infer = client.post("/v1/models/loc/predict", json={"instances": [{"rssi": [100] * 520}]})
         assert infer.status_code == 503 and "sha256 mismatch" in infer.json()["error"]
