@@ -30,6 +30,7 @@ def _config(data: Path, out: Path, part: str = "all", **extra: object) -> Result
     cv = CvConfig(base=NobleTrainConfig(members=1, epochs=2, hidden=(32,), cell_sizes=(4.0, 8.0)),
                   folds=3, augmentations=((0.0, 0.0), (8.0, 0.2)), epochs=(2, 3), members=(1, 2))
     return ResultsConfig(data=data, out=out, cv=cv, seeds=2, imu_train_walks=6, imu_test_walks=4, part=part,
+                         imu_val_walks=4, imu_seeds=2, imu_select_walks=4, imu_select_epochs=1,
                          **extra)  # type: ignore[arg-type]
 
 
@@ -47,9 +48,17 @@ def test_results_pages_json_and_plots(tmp_path: Path) -> None:
     assert written["cv"]["chosen"]["decode_label"] == written["served"]["decode_label"]
     served = next(r for r in written["final"]["rows"] if r["method"] == "noble" and r["seed"] == 0)
     assert written["served"]["validation"] == served
-    assert set(written["imu"]["errors"]) == {"PDR, no calibration", "PDR", "map-matching particle filter",
-                                             "NObLe tracker", "regression tracker"}
-    assert set(written["imu"]["walks"]["test_floors"]).isdisjoint(written["imu"]["walks"]["train_floors"])
+    imu = written["imu"]
+    assert set(imu["errors"]) == {"PDR, no calibration", "PDR", "map-matching particle filter",
+                                  "NObLe tracker", "particle filter x NObLe cell likelihood",
+                                  "NObLe cells on the map-matched track"}
+    floors = imu["walks"]
+    assert set(floors["test_floors"]).isdisjoint(floors["train_floors"])
+    assert set(floors["validation_floors"]).isdisjoint(floors["train_floors"] + floors["test_floors"])
+    hybrid = imu["selection"]["hybrid"]
+    assert hybrid["chosen_weight"] in {r["weight"] for r in hybrid["rows"]}
+    assert len(imu["anchored_seeds"]["errors"]) == 2
+    assert imu["target_tracker"] in imu["reductions_vs_map_aware_at_100m"]
     page = (tmp_path / "docs" / "noble.md").read_text()
     for section in ("## Selection: leave-users-out cross-validation", "scored once", "## References",
                     "## IMU tracking (simulated)", "Ordering after 100 m"):

@@ -23,7 +23,7 @@ learned little within a CPU budget of minutes; both networks now refine PDR (``T
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import numpy as np
@@ -72,6 +72,7 @@ class TrackerConfig:
         lr: Adam learning rate.
         top_k: cells averaged when decoding.
         seed: initialisation and batch order.
+        shift: cells head only: add a learned shift of the prior's centre (``TrackerNet``).
     """
 
     window_s: float = 1.0
@@ -82,6 +83,7 @@ class TrackerConfig:
     lr: float = 2e-3
     top_k: int = 4
     seed: int = 0
+    shift: bool = False
 
     def __post_init__(self) -> None:
         if not self.window_s > 0 or not self.cell_size_m > 0 or not self.lr > 0:
@@ -144,6 +146,18 @@ def make_walkset(walks: list[Trajectory], graphs: list[FloorGraph], config: Trac
     return WalkSet(**{k: np.stack(v) for k, v in columns.items()})
 
 
+def anchored(walks: WalkSet, positions: FloatArray, graphs: list[FloorGraph]) -> WalkSet:
+    """The same walks with the position estimate the networks refine (``WalkSet.pdr`` and the encoded
+    position in ``pdr_features``) replaced by ``positions`` [N, W, 2], e.g. the map-matched track of
+    ``training.imu.mapmatch``; the PDR heading features are kept."""
+    if positions.shape != walks.pdr.shape:
+        raise ValueError(f"positions {positions.shape} do not match the walks {walks.pdr.shape}")
+    centres = np.stack([graphs[int(f)].nodes.mean(axis=0) for f in walks.floor])[:, None, :]  # (N, 1, 2)
+    features = walks.pdr_features.copy()
+    features[..., :POSITION_FEATURES] = encode_position(positions - centres)
+    return replace(walks, pdr=np.asarray(positions, dtype=np.float64), pdr_features=features)
+
+
 class FloorCells:
     """The NObLe tracker's classes: ``cell_size_m`` cells along the edges of every floor graph.
 
@@ -185,7 +199,7 @@ class TrackerNet(nn.Module):
         hidden: GRU width.
     """
 
-    def __init__(self, window_features: int, hidden: int) -> None:
+    def __init__(self, window_features: int, hidden: int, shift: bool = False) -> None:
         super().__init__()
         self.encoder = nn.Sequential(nn.Linear(window_features, 64), nn.ReLU())
         inputs = 64 + 2 * (POSITION_FEATURES + 2)
@@ -194,6 +208,7 @@ class TrackerNet(nn.Module):
         self.head = nn.Linear(hidden, 2)
         self.query = nn.Linear(hidden, POSITION_FEATURES)
         self.prior_weight = nn.Parameter(torch.tensor(1.0))
+        self.shift = nn.Linear(hidden, 2) if shift else None
 
     def forward(self, imu: torch.Tensor, pdr: torch.Tensor, condition: torch.Tensor, base: torch.Tensor,
                 keys: torch.Tensor | None = None, centres: torch.Tensor | None = None) -> torch.Tensor:
@@ -207,8 +222,11 @@ class TrackerNet(nn.Module):
         hidden, _ = self.gru(self.project(x))  # (B, W, H)
         if keys is None or centres is None:
             return base + self.head(hidden)
-        squared = ((base[:, :, None, :] - centres[None, None, :, :]) / 10.0).pow(2).sum(dim=3)  # (B, W, C)
-        return self.query(hidden) @ keys.T - F.softplus(self.prior_weight) * squared
+        offset = (centres[None, None, :, :] - base[:, :, None, :]) / 10.0  # (B, W, C, 2)
+        logits = self.query(hidden) @ keys.T - F.softplus(self.prior_weight) * offset.pow(2).sum(dim=3)
+        if self.shift is not None:  # a learned displacement of the prior's centre (see the class docstring)
+            logits = logits + (offset * self.shift(hidden)[:, :, None, :]).sum(dim=3)
+        return logits
 
 
 def _floor_batches(floors: npt.NDArray[np.int64], batch_size: int,
@@ -265,7 +283,7 @@ class Tracker:
         config = self.config
         torch.manual_seed(config.seed)
         rng = np.random.default_rng(config.seed)
-        self.net = net = TrackerNet(walks.imu.shape[2], config.hidden)
+        self.net = net = TrackerNet(walks.imu.shape[2], config.hidden, config.shift)
         optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
         batches_per_epoch = len(_floor_batches(walks.floor, config.batch_size, rng))
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
@@ -285,6 +303,20 @@ class Tracker:
                     bar.set_postfix(loss=f"{loss.item():.3f}")
         net.eval()
         return self
+
+    @torch.no_grad()
+    def probabilities(self, walks: WalkSet) -> list[FloatArray]:
+        """The NObLe tracker's cell probabilities per walk: [W, C] over the cells of the walk's floor
+        (``self.cells.centres[floor]``), at each window's end."""
+        if self.net is None or self.head is not TrackerHead.CELLS:
+            raise RuntimeError("cell probabilities need a fitted cells (NObLe) tracker")
+        result: list[FloatArray] = [np.empty((0, 0))] * len(walks.floor)
+        for floor in np.unique(walks.floor):
+            index = np.flatnonzero(walks.floor == floor)
+            probs = torch.softmax(self._forward(walks, index, int(floor)), dim=2).double().numpy()
+            for k, i in enumerate(index):
+                result[i] = probs[k]
+        return result
 
     @torch.no_grad()
     def predict(self, walks: WalkSet) -> FloatArray:

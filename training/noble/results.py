@@ -28,6 +28,7 @@ from training.imu.trackers import (
     TrackerConfig,
     TrackerHead,
     WalkSet,
+    anchored,
     error_by_distance,
     make_walkset,
 )
@@ -61,6 +62,10 @@ class ResultsConfig:
         seeds: seeds of the chosen setting scored on the validation file.
         imu_train_walks: simulated walks to train the trackers.
         imu_test_walks: simulated walks to score every tracker.
+        imu_val_walks: simulated walks on the validation floors (choose the trackers' settings).
+        imu_seeds: seeds of the NObLe tracker on the map-matched track (the final training).
+        imu_select_walks: training walks of the small-budget candidates compared on the validation floors.
+        imu_select_epochs: their epochs.
         run_dir: also save the seed-0 model of the chosen setting as a run directory (``python -m export``).
         part: ``all``, or only ``wifi`` / ``imu`` (the other part's results in noble.json are kept).
         resume: reuse the CV rows of an interrupted run in ``out/noble.json`` (same base settings).
@@ -72,13 +77,19 @@ class ResultsConfig:
     seeds: int = 5
     imu_train_walks: int = 1000
     imu_test_walks: int = 150
+    imu_val_walks: int = 90
+    imu_seeds: int = 3
+    imu_select_walks: int = 300
+    imu_select_epochs: int = 6
     run_dir: Path | None = None
     part: str = "all"
     resume: bool = False
 
     def __post_init__(self) -> None:
-        if self.imu_train_walks < 1 or self.imu_test_walks < 4:
-            raise ValueError("need >= 1 training walk and >= 4 test walks")
+        if self.imu_train_walks < 1 or self.imu_test_walks < 4 or self.imu_val_walks < 4:
+            raise ValueError("need >= 1 training walk and >= 4 validation and test walks")
+        if min(self.imu_seeds, self.imu_select_walks, self.imu_select_epochs) < 1:
+            raise ValueError("IMU seeds, selection walks and epochs must be >= 1")
         if self.seeds < 1:
             raise ValueError(f"seeds must be >= 1, got {self.seeds}")
         if self.part not in PARTS:
@@ -236,13 +247,41 @@ def held_out_floors(graphs: list[FloorGraph]) -> tuple[list[int], list[int]]:
     return [i for i in range(len(graphs)) if i not in test], test
 
 
+def validation_floors(graphs: list[FloorGraph], fit_floors: list[int]) -> tuple[list[int], list[int]]:
+    """(tracker floors, validation floors) out of the training floors: floor 2 of every building is held
+    out of the trackers' training to choose their settings (the last training floor when no building
+    has a floor 2)."""
+    validation = [i for i in fit_floors if graphs[i].building_floor % FLOORS_PER_BUILDING == 2]
+    validation = validation or fit_floors[-1:]
+    return [i for i in fit_floors if i not in validation], validation
+
+
+HYBRID_WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+ANCHORED_CELLS_M = (1.0, 2.0)
+ANCHORED_TOP_K = (1, 4, 8)
+PF_NAME, NOBLE_NAME = "map-matching particle filter", "NObLe tracker"
+HYBRID_NAME = "particle filter x NObLe cell likelihood"
+ANCHORED_NAME = "NObLe cells on the map-matched track"
+
+
+def _subset(walks: WalkSet, count: int) -> WalkSet:
+    return WalkSet(**{k: getattr(walks, k)[:count] for k in WalkSet.__dataclass_fields__})
+
+
+def _seed_summary(per_seed: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([e[k] for e in per_seed])) for k in per_seed[0]}
+
+
 def imu(train: UjiSplit, config: ResultsConfig, timer: Timer) -> dict[str, Any]:
-    """Walks on training floors train the trackers; walks on held-out floors score PDR (with and
-    without the gyroscope calibration at rest), the map-matching particle filter and both trackers."""
+    """Walks on training floors train the trackers, walks on validation floors (training floors held out
+    of the trackers' training) choose their settings, walks on held-out test floors score PDR (with and
+    without the gyroscope calibration at rest), the map-matching particle filter (the baseline) and the
+    NObLe trackers, once."""
     origin = train.origin()
     sim = SimConfig()
     graphs = floor_graphs(train.local_xy(origin), train.building * FLOORS_PER_BUILDING + train.floor, sim)
     fit_floors, test_floors = held_out_floors(graphs)
+    tracker_floors, val_floors = validation_floors(graphs, fit_floors)
     tracker_config, pdr_config = TrackerConfig(), PdrConfig(rate_hz=sim.rate_hz)
     uncalibrated = replace(pdr_config, calibration_s=0.0)
     particle_config = ParticleConfig()
@@ -251,36 +290,119 @@ def imu(train: UjiSplit, config: ResultsConfig, timer: Timer) -> dict[str, Any]:
         walks = simulate([graphs[i] for i in floors], count, sim, seed)
         return make_walkset(walks, graphs, tracker_config, pdr)
 
-    train_walks = timer.run("imu simulation + PDR (train floors)", walkset, fit_floors,
+    def pf(walks: WalkSet) -> np.ndarray:
+        return map_match(walks.pdr, walks.start, walks.floor, graphs, particle_config)
+
+    train_walks = timer.run("imu simulation + PDR (train floors)", walkset, tracker_floors,
                             config.imu_train_walks, 1, pdr_config)
+    val_walks = timer.run("imu simulation + PDR (validation floors)", walkset, val_floors,
+                          config.imu_val_walks, 3, pdr_config)
     test_walks = timer.run("imu simulation + PDR (held-out floors)", walkset, test_floors,
                            config.imu_test_walks, 2, pdr_config)
     raw = walkset(test_floors, config.imu_test_walks, 2, uncalibrated)  # the same walks (same seed)
     tracks = {"PDR, no calibration": raw.pdr, "PDR": test_walks.pdr}
-    tracks["map-matching particle filter"] = timer.run(
-        "imu particle filter", map_match, test_walks.pdr, test_walks.start, test_walks.floor, graphs,
-        particle_config)
-    for name, head in (("NObLe tracker", TrackerHead.CELLS), ("regression tracker", TrackerHead.COORDINATES)):
-        tracker = Tracker(head, graphs, tracker_config)
-        tracks[name] = timer.run(f"imu {name}", tracker.fit, train_walks).predict(test_walks)
+    tracks[PF_NAME] = timer.run("imu particle filter", pf, test_walks)
+    train_pf, val_pf = timer.run("imu particle filter (train + validation walks)",
+                                 lambda: (pf(train_walks), pf(val_walks)))
+    validation: dict[str, Any] = {PF_NAME: error_by_distance(val_pf, val_walks, DISTANCE_MARKS_M)}
+
+    # the NObLe tracker on PDR (as before), and its cell probabilities as the filter's extra likelihood
+    noble = Tracker(TrackerHead.CELLS, graphs, tracker_config)
+    timer.run(f"imu {NOBLE_NAME}", noble.fit, train_walks)
+    tracks[NOBLE_NAME] = noble.predict(test_walks)
+    validation[NOBLE_NAME] = error_by_distance(noble.predict(val_walks), val_walks, DISTANCE_MARKS_M)
+    val_probs, centres = noble.probabilities(val_walks), noble.cells.centres
+    hybrid_rows = []
+    for weight in HYBRID_WEIGHTS:
+        track = map_match(val_walks.pdr, val_walks.start, val_walks.floor, graphs, particle_config, val_probs,
+                          centres, weight)
+        hybrid_rows.append({"weight": weight, **error_by_distance(track, val_walks, DISTANCE_MARKS_M)})
+    hybrid_weight = min(hybrid_rows, key=lambda r: r["mean"])["weight"]
+    validation[HYBRID_NAME] = next(r for r in hybrid_rows if r["weight"] == hybrid_weight)
+    tracks[HYBRID_NAME] = timer.run(
+        f"imu {HYBRID_NAME}", map_match, test_walks.pdr, test_walks.start, test_walks.floor, graphs,
+        particle_config, noble.probabilities(test_walks), centres, hybrid_weight)
+
+    # NObLe cells refining the map-matched track: settings chosen on the validation floors at a small
+    # budget, then trained at the full budget with several seeds
+    train_anchored = anchored(train_walks, train_pf, graphs)
+    val_anchored = anchored(val_walks, val_pf, graphs)
+    small = replace(tracker_config, epochs=config.imu_select_epochs)
+    anchored_rows: list[dict[str, Any]] = []
+    for cell_size in ANCHORED_CELLS_M:
+        for shift in (False, True):
+            candidate = replace(small, cell_size_m=cell_size, shift=shift)
+            tracker = timer.run(f"imu select: cells {cell_size:g} m, shift {shift}",
+                                Tracker(TrackerHead.CELLS, graphs, candidate).fit,
+                                _subset(train_anchored, config.imu_select_walks))
+            for top_k in ANCHORED_TOP_K:
+                tracker.config = replace(candidate, top_k=top_k)
+                anchored_rows.append({"cell_size_m": cell_size, "shift": shift, "top_k": top_k,
+                                      **error_by_distance(tracker.predict(val_anchored), val_anchored,
+                                                          DISTANCE_MARKS_M)})
+    best = min(anchored_rows, key=lambda r: r["mean"])
+    anchored_config = replace(tracker_config, cell_size_m=best["cell_size_m"], shift=best["shift"],
+                              top_k=best["top_k"])
+    test_anchored = anchored(test_walks, tracks[PF_NAME], graphs)
+    seeds, per_seed, per_seed_val, seed_tracks = [], [], [], []
+    for s in range(config.imu_seeds):
+        seed_config = replace(anchored_config, seed=s)
+        fit = Tracker(TrackerHead.CELLS, graphs, seed_config).fit
+        tracker = timer.run(f"imu {ANCHORED_NAME} seed {s}", fit, train_anchored)
+        seed_tracks.append(tracker.predict(test_anchored))
+        seeds.append(s)
+        per_seed.append(error_by_distance(seed_tracks[-1], test_walks, DISTANCE_MARKS_M))
+        per_seed_val.append(error_by_distance(tracker.predict(val_anchored), val_anchored, DISTANCE_MARKS_M))
+    tracks[ANCHORED_NAME] = seed_tracks[0]
+    validation[ANCHORED_NAME] = _seed_summary(per_seed_val)
+
     errors = {name: error_by_distance(track, test_walks, DISTANCE_MARKS_M) for name, track in tracks.items()}
+    errors[ANCHORED_NAME] = _seed_summary(per_seed)  # mean over seeds
+    # which NObLe variant the target compares: the lowest validation error (not the test)
+    nobles = (NOBLE_NAME, HYBRID_NAME, ANCHORED_NAME)
+    target_name = min(nobles, key=lambda n: validation[n]["mean"])
     growth = {n: _growth(t, test_walks) for n, t in tracks.items()}
     noble_plots.trajectories(graphs, test_walks, tracks, config.out / "noble_trajectories.png")
     noble_plots.error_growth(growth, config.out / "noble_imu_error.png")
-    noble = errors["NObLe tracker"]
-    baseline = errors["map-matching particle filter"]
-    cells = Tracker(TrackerHead.CELLS, graphs, tracker_config).cells
+    baseline = errors[PF_NAME]
+    reductions = {n: round(1 - errors[n]["at_100m"] / baseline["at_100m"], 4) for n in nobles}
+    seed_reductions = [1 - e["at_100m"] / baseline["at_100m"] for e in per_seed]
+
+    def cell_count(cell_size: float) -> int:
+        cells = Tracker(TrackerHead.CELLS, graphs, replace(tracker_config, cell_size_m=cell_size)).cells
+        return int(sum(len(cells.centres[i]) for i in test_floors))
+
     return {"errors": errors,
-            "noble_reduction_vs_map_aware_at_100m": round(1 - noble["at_100m"] / baseline["at_100m"], 4),
-            "noble_reduction_vs_pdr_at_100m": round(1 - noble["at_100m"] / errors["PDR"]["at_100m"], 4),
+            "target_tracker": target_name,
+            "noble_reduction_vs_map_aware_at_100m": reductions[target_name],
+            "noble_reduction_vs_pdr_at_100m": round(
+                1 - errors[target_name]["at_100m"] / errors["PDR"]["at_100m"], 4),
+            "reductions_vs_map_aware_at_100m": reductions,
+            "anchored_seeds": {"seeds": seeds, "errors": per_seed,
+                               "reduction_vs_map_aware_at_100m": {
+                                   "mean": round(float(np.mean(seed_reductions)), 4),
+                                   "min": round(float(np.min(seed_reductions)), 4),
+                                   "max": round(float(np.max(seed_reductions)), 4)}},
+            "selection": {"validation_floors": [graphs[i].building_floor for i in val_floors],
+                          "validation_walks": config.imu_val_walks, "criterion": "mean error along walks",
+                          "hybrid": {"rows": hybrid_rows, "chosen_weight": hybrid_weight,
+                                     "evidence_floor": 0.05},
+                          "anchored": {"rows": anchored_rows, "chosen": {k: best[k] for k in
+                                                                        ("cell_size_m", "shift", "top_k")},
+                                       "walks": min(config.imu_select_walks, config.imu_train_walks),
+                                       "epochs": config.imu_select_epochs},
+                          "validation_errors": validation},
             "growth": {n: {"distance_m": c.round(2).tolist(), "mean_error_m": m.round(3).tolist()}
                        for n, (c, m) in growth.items()},
             "walks": {"train": config.imu_train_walks, "test": config.imu_test_walks,
                       "duration_s": sim.duration_s, "rest_s": sim.rest_s,
-                      "train_floors": [graphs[i].building_floor for i in fit_floors],
+                      "train_floors": [graphs[i].building_floor for i in tracker_floors],
+                      "validation_floors": [graphs[i].building_floor for i in val_floors],
                       "test_floors": [graphs[i].building_floor for i in test_floors],
-                      "test_cells": int(sum(len(cells.centres[i]) for i in test_floors))},
-            "sim": asdict(sim), "tracker": asdict(tracker_config), "pdr": asdict(pdr_config),
+                      "test_cells": cell_count(tracker_config.cell_size_m),
+                      "test_cells_anchored": cell_count(anchored_config.cell_size_m)},
+            "sim": asdict(sim), "tracker": asdict(tracker_config),
+            "anchored_tracker": asdict(anchored_config), "pdr": asdict(pdr_config),
             "particle_filter": asdict(particle_config)}
 
 
@@ -349,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cv-members", default="1,2", help="ensemble sizes searched (first must be 1)")
     parser.add_argument("--imu-train-walks", type=int, default=ResultsConfig().imu_train_walks)
     parser.add_argument("--imu-test-walks", type=int, default=ResultsConfig().imu_test_walks)
+    parser.add_argument("--imu-val-walks", type=int, default=ResultsConfig().imu_val_walks)
+    parser.add_argument("--imu-seeds", type=int, default=ResultsConfig().imu_seeds,
+                        help="seeds of the NObLe tracker on the map-matched track")
     parser.add_argument("--run-dir", type=Path, help="also save the final ensemble here (python -m export)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 suits a shared machine)")
     args = parser.parse_args(argv)
@@ -366,7 +491,8 @@ def main(argv: list[str] | None = None) -> int:
                       members=tuple(int(m) for m in args.cv_members.split(",") if m))
         config = ResultsConfig(
             data=args.data, out=args.out, cv=cv, seeds=args.seeds, imu_train_walks=args.imu_train_walks,
-            imu_test_walks=args.imu_test_walks, run_dir=args.run_dir, part=args.part, resume=args.resume)
+            imu_test_walks=args.imu_test_walks, imu_val_walks=args.imu_val_walks, imu_seeds=args.imu_seeds,
+            run_dir=args.run_dir, part=args.part, resume=args.resume)
         result = run(config)
     except (ValueError, OSError, KeyError) as error:
         logger.debug("user error", exc_info=True)
