@@ -401,6 +401,7 @@ def imu(train: UjiSplit, config: ResultsConfig, timer: Timer) -> dict[str, Any]:
                       "test_floors": [graphs[i].building_floor for i in test_floors],
                       "test_cells": cell_count(tracker_config.cell_size_m),
                       "test_cells_anchored": cell_count(anchored_config.cell_size_m)},
+            "finished_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "sim": asdict(sim), "tracker": asdict(tracker_config),
             "anchored_tracker": asdict(anchored_config), "pdr": asdict(pdr_config),
             "particle_filter": asdict(particle_config)}
@@ -424,6 +425,10 @@ def _write(config: ResultsConfig, state: dict[str, Any]) -> dict[str, Any]:
     merged = {k: v for k, v in merged.items() if k not in own}  # this part's keys are replaced wholesale
     merged.update({k: state[k] for k in own if k in state})
     merged["threads"] = state["threads"]
+    if config.part != "all":  # a part replaces its own stage timings (stages it no longer has go too)
+        mine = (lambda stage: stage.startswith("imu ")) if config.part == "imu" else \
+            (lambda stage: not stage.startswith("imu "))
+        merged["seconds"] = {k: v for k, v in merged.get("seconds", {}).items() if not mine(k)}
     merged["seconds"] = {**merged.get("seconds", {}), **state["seconds"]}
     merged["total_seconds"] = round(sum(merged["seconds"].values()), 1)
     done = all(k in merged for k in ("final", "baselines", "imu"))

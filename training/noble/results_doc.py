@@ -277,8 +277,10 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         "",
         "Reproduce with `make results-noble` (= `nice python -m training.noble.results`), CPU only, "
         f"{result['threads']} torch thread, on this project's shared 2-core VM (no GPU); the stages below "
-        f"took {minutes:.0f} min in total (the WiFi and IMU parts ran as `--part wifi` and `--part imu` at "
-        "the same time, on a machine shared with other jobs, so timings are upper bounds). Every number on "
+        f"took {minutes:.0f} min in total (the WiFi and IMU parts ran as `--part wifi` and `--part imu`"
+        + (f"; the IMU part last finished at {result['imu']['finished_utc']} UTC"
+           if result.get("imu", {}).get("finished_utc") else "")
+        + "; on a machine shared with other jobs, so timings are upper bounds). Every number on "
         "this page comes from `noble.json` beside it.",
         "",
     ]
