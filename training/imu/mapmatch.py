@@ -9,6 +9,9 @@ when the effective sample size drops below half. The estimate is the weighted me
 The filter starts from the known start position and heading (as PDR and the trackers do), with the
 population's step-length spread (the walker's constant is unknown) and a small heading uncertainty.
 
+The hybrid filter (``CellEvidence``, ``map_match(..., cell_probabilities, cell_centres, weight)``) is
+the same filter with a classifier's per-window cell probabilities as an extra, tempered likelihood.
+
 The distance to the graph comes from a grid (``DistanceMap``, ``resolution_m``) precomputed per floor
 from points every 0.25 m along its edges.
 """

@@ -18,6 +18,12 @@ only that floor's cells are scored.
 
 A first version without the PDR anchor (the networks had to integrate position from raw IMU alone)
 learned little within a CPU budget of minutes; both networks now refine PDR (``TrackerNet``).
+
+``anchored`` swaps the position the networks refine: with the map-matched track of
+``training.imu.mapmatch`` in place of PDR, the NObLe tracker's cell prior is centred on the filter's
+estimate (and ``TrackerConfig.shift`` lets it learn a displacement of that centre). The other way
+round, ``Tracker.probabilities`` gives the cell probabilities the hybrid filter
+(``training.imu.mapmatch.CellEvidence``) multiplies into its particle weights.
 """
 
 from __future__ import annotations
