@@ -193,7 +193,8 @@ def _imu(imu: dict[str, Any]) -> list[str]:
         f"U{tuple(pf['scale_range'])}) moved by the calibrated PDR displacement of each 1 s window, weighted "
         f"by a Gaussian (sigma {pf['map_sigma_m']:g} m) of their distance to the walkable graph, "
         "resampled when the effective sample size halves; estimate = weighted mean.",
-        "- **NObLe tracker** (as in the earlier page): a GRU over 1 s windows of raw IMU + the calibrated "
+        "- **NObLe tracker** (the earlier page's network and settings, now trained on the tracker floors "
+        "only): a GRU over 1 s windows of raw IMU + the calibrated "
         "PDR position and heading + the start pose classifies the "
         f"{imu['tracker']['cell_size_m']:g} m cells along the floor's walkable graph "
         f"({walks['test_cells']} cells on the test floors); a cell's logit is a "
