@@ -130,8 +130,9 @@ def test_distance_map_and_particle_filter_follow_the_graph() -> None:
 def test_ordering_claimed_by_the_results_page_on_a_small_fixed_simulation() -> None:
     """docs/results/noble.md claims: map-matching particle filter < PDR calibrated at rest < PDR without
     calibration after the longest distance; the NObLe tracker between the particle filter and PDR; the NObLe
-    cell probabilities as an extra likelihood make the filter worse; the NObLe cells on the map-matched
-    track beat the NObLe tracker and PDR but do not reach 30% below the filter (the target is not met).
+    cell probabilities as an extra likelihood make the filter worse (but beat the NObLe tracker alone); the
+    NObLe cells on the map-matched track beat the NObLe tracker but do not reach 30% below the filter (the
+    target is not met).
     Same protocol, small: trackers trained on two L-shaped floors, every method scored on a loop-shaped
     floor none was trained on."""
     train_graphs, test_graph = [_corridors(0), _corridors(6)], _loop(11)
@@ -158,7 +159,7 @@ def test_ordering_claimed_by_the_results_page_on_a_small_fixed_simulation() -> N
     mean = {name: e["mean"] for name, e in errors.items()}
     assert at_40["particle filter"] < at_40["PDR"] < at_40["PDR, no calibration"], at_40
     assert mean["particle filter"] < mean["NObLe tracker"] < mean["PDR"], mean
-    assert mean["hybrid"] > mean["particle filter"], mean
+    assert mean["particle filter"] < mean["hybrid"] < mean["NObLe tracker"], mean
     assert mean["NObLe on the map-matched track"] < mean["NObLe tracker"], mean
     assert mean["NObLe on the map-matched track"] > 0.7 * mean["particle filter"], mean
 
