@@ -8,7 +8,16 @@ is cut at load, in memory, at the embedding output tensors: those ``model.json``
 initializer (a table) with indices computed from a graph input (what ``export/`` writes for full and hash
 models). The service's memory budget (``--gpu-memory-limit``) decides per model: everything fits ->
 ``device``; only the part after the lookups fits -> ``hybrid``; nothing fits -> the version is refused
-with the bytes it needs, and the previous version keeps serving.
+with the bytes it needs and the bytes left, and the previous version keeps serving.
+
+The budget is shared by the models: a version is placed against the limit less what the OTHER models'
+serving versions hold on the device (the whole graph of a ``device`` model, the dense part of a ``hybrid``
+one; ``service.manager`` passes these as ``held``). On a hot reload of model m, m's current version is not
+counted against its successor, since it is released right after the swap (both are resident while the new
+one loads and swaps in: a device filled close to its limit needs headroom for that; the default limit keeps
+10% of the device, at least 1 GiB, out of the budget). The
+decision and its figures (needed, left, limit, what each other model holds) are logged, returned in
+``GET /v2/models/{m}`` (``placement_reason``, ``device_bytes``) and shown on the status page.
 
 On a machine without a GPU both sessions run on the CPU provider (so CI tests the split), and the limit
 applies to the CPU session as if it were the device.
@@ -26,7 +35,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -371,38 +380,82 @@ def split_model(model: onnx.ModelProto, outputs: tuple[str, ...]) -> Split:
 
 @dataclass(frozen=True)
 class Decision:
-    """A placement and the bytes behind it."""
+    """A placement and the bytes behind it.
+
+    Args:
+        placement: where the version runs.
+        total_bytes: every initializer of the graph.
+        device_bytes: what it places on the device (the whole graph, or the dense part of a hybrid split).
+        reason: one line with the figures (logged, shown on the status page and in the model's metadata).
+        limit_bytes: the device memory budget (None: no budget).
+        held_bytes: bytes other models' serving versions hold on the device when the decision was made.
+    """
 
     placement: Placement
     total_bytes: int
     device_bytes: int
     reason: str
+    limit_bytes: int | None = None
+    held_bytes: int = 0
+
+    @property
+    def left_bytes(self) -> int | None:
+        """Budget this version could use: the limit less what the other models hold (None: no limit)."""
+        return None if self.limit_bytes is None else max(0, self.limit_bytes - self.held_bytes)
+
+
+def _budget_text(limit: int | None, held: Mapping[str, int]) -> str:
+    """``"no limit"``, or the limit and what each other model holds on the device."""
+    if limit is None:
+        return "no limit"
+    if not held:
+        return f"limit {format_bytes(limit)}, nothing held by other models"
+    holders = ", ".join(f"{name} {format_bytes(count)}" for name, count in sorted(held.items()))
+    return f"limit {format_bytes(limit)}, other models hold {format_bytes(sum(held.values()))}: {holders}"
 
 
 def decide(
-    name: str, policy: PlacementPolicy, total_bytes: int, split: Split | None, split_error: str | None
+    name: str,
+    policy: PlacementPolicy,
+    total_bytes: int,
+    split: Split | None,
+    split_error: str | None,
+    held: Mapping[str, int] | None = None,
 ) -> Decision:
-    """Choose from the bytes: whole model on the device when it fits the budget, else hybrid when the
-    dense part fits, else LoadError with the bytes needed. A forced mode still has to fit."""
+    """Choose from the bytes: whole model on the device when it fits what is left of the budget, else
+    hybrid when the dense part fits, else LoadError with the bytes needed and the bytes left. A forced mode
+    still has to fit.
+
+    ``held`` maps the other models to the bytes their serving versions hold on the device (the whole graph
+    of a ``device`` model, the dense part of a ``hybrid`` one). The budget of ``name`` is the limit less
+    the bytes of the OTHER models: on a hot reload, the version being replaced is not counted against its
+    successor (it is released right after the swap; see the module docstring).
+    """
     mode = policy.mode_of(name)
+    others = {other: count for other, count in (held or {}).items() if other != name and count > 0}
+    held_bytes = sum(others.values())
     limit = policy.limit_bytes
-    budget = "no limit" if limit is None else f"limit {format_bytes(limit)}"
-    fits_whole = limit is None or total_bytes <= limit
+    left = None if limit is None else max(0, limit - held_bytes)
+    budget = _budget_text(limit, others)
+    if left is not None:
+        budget = f"{format_bytes(left)} left on the device; {budget}"
+    fits_whole = left is None or total_bytes <= left
     if mode is PlacementMode.DEVICE or (mode is PlacementMode.AUTO and fits_whole):
         if not fits_whole:
-            raise LoadError(f"placement device needs {format_bytes(total_bytes)} on the device, {budget}")
+            raise LoadError(f"placement device needs {format_bytes(total_bytes)} on the device; {budget}")
         return Decision(
-            Placement.DEVICE, total_bytes, total_bytes, f"{format_bytes(total_bytes)} fit ({budget})"
-        )
+            Placement.DEVICE, total_bytes, total_bytes, f"{format_bytes(total_bytes)} fit ({budget})",
+            limit, held_bytes,
+        )  # fmt: skip
     if split is None:
         why = split_error or "the model cannot be split"
         if mode is PlacementMode.HYBRID:
             raise LoadError(f"placement hybrid was asked for: {why}")
         raise LoadError(
-            f"the model needs {format_bytes(total_bytes)} on the device, {budget}, and hybrid placement is "
-            f"impossible: {why}"
+            f"the model needs {format_bytes(total_bytes)} on the device ({budget}), and hybrid placement "
+            f"is impossible: {why}"
         )
-    if limit is not None and split.dense_bytes > limit:
+    if left is not None and split.dense_bytes > left:
         raise LoadError(
             f"the model fits nowhere: it needs {format_bytes(total_bytes)} on the device, or "
             f"{format_bytes(split.dense_bytes)} in hybrid placement (tables of "
@@ -412,6 +465,7 @@ def decide(
         Placement.HYBRID, total_bytes, split.dense_bytes,
         f"tables of {format_bytes(split.lookup_bytes)} in host memory, "
         f"{format_bytes(split.dense_bytes)} on the device ({budget})",
+        limit, held_bytes,
     )  # fmt: skip
 
 
@@ -587,10 +641,17 @@ def _session(
         raise LoadError(f"onnxruntime cannot open the {model.graph.name} part: {exc}") from None
 
 
-def load_model(version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy) -> LoadedModel:
-    """Read, verify, place, open and warm up one version; raises LoadError with the reason."""
+def load_model(
+    version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy, held: Mapping[str, int] | None = None
+) -> LoadedModel:
+    """Read, verify, place, open and warm up one version; raises LoadError with the reason.
+
+    ``held``: other model name -> bytes its serving version holds on the device (see ``decide``); the
+    model's own name, if present, is ignored.
+    """
     manifest = read_verified_manifest(version_dir)
-    if policy.limit_bytes is None and policy.mode_of(manifest.name) is PlacementMode.AUTO:
+    mode = policy.mode_of(manifest.name)
+    if policy.limit_bytes is None and mode is PlacementMode.AUTO:
         return OnnxModel.open(manifest, version_dir, config)  # no budget: no need to read the graph
     import onnx
 
@@ -599,17 +660,18 @@ def load_model(version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy
     except Exception as exc:  # onnx raises DecodeError and friends
         raise LoadError(f"cannot read model.onnx: {exc}") from None
     total = total_initializer_bytes(proto)
+    others = {name: count for name, count in (held or {}).items() if name != manifest.name}
+    left = None if policy.limit_bytes is None else policy.limit_bytes - sum(others.values())
     split, split_error = None, None
-    needs_split = policy.mode_of(manifest.name) is PlacementMode.HYBRID or (
-        policy.mode_of(manifest.name) is PlacementMode.AUTO and policy.limit_bytes is not None
-        and total > policy.limit_bytes
-    )  # fmt: skip
+    needs_split = mode is PlacementMode.HYBRID or (
+        mode is PlacementMode.AUTO and left is not None and total > left
+    )
     if needs_split:
         try:
             split = split_model(proto, embedding_outputs(proto, manifest))
         except LoadError as exc:
             split_error = str(exc)
-    decision = decide(manifest.name, policy, total, split, split_error)
+    decision = decide(manifest.name, policy, total, split, split_error, others)
     logger.info("model '%s' version %s placement %s: %s", manifest.name, manifest.version,
                 decision.placement.value, decision.reason)  # fmt: skip
     if decision.placement is Placement.DEVICE:
