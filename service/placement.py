@@ -22,6 +22,17 @@ decision and its figures (needed, left, limit, what each other model holds) are 
 On a machine without a GPU both sessions run on the CPU provider (so CI tests the split), and the limit
 applies to the CPU session as if it were the device.
 
+Threads of a hybrid model (``hybrid_threads``): the batch queue keeps two batches in flight, so the lookup
+session (batch n+1) and the dense session (batch n) run at the same time; with as many intra-op threads
+each as one whole-model session, they and the pipelining thread oversubscribe the cores (measured on 2
+cores, ``docs/benchmarks/hybrid_cpu.md``). So the two parts together get no more than the whole-model
+session would: N = ``--intra-op-threads``, or when that is 0, onnxruntime's own default (the physical cores
+this process may use). Dense part on the GPU: the dense session gets 1 thread (it launches kernels), the
+lookup N - 1. Both on the CPU: the lookup gets N // 4 (it is about a fifth of a DLRM step there), the dense
+session the rest. Each gets at least 1, so N = 1 gives 1 + 1. Both sessions run with spinning off (two
+sessions). ``--hybrid-threads LOOKUP,DENSE`` (``ROBESERVE_HYBRID_THREADS``) overrides the rule; the
+threads chosen are logged at load.
+
 Needs the ``onnx`` package (a service dependency) only when a model is split or its bytes are counted.
 """
 
@@ -36,7 +47,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -64,6 +75,7 @@ logger = logging.getLogger(__name__)
 EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 DEFAULT_MARGIN_FRACTION = 0.10
 DEFAULT_MARGIN_MIN = 1 << 30
+LOOKUP_SHARE = 4  # on the CPU the lookup session gets 1/LOOKUP_SHARE of the threads (at least 1)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}  # fmt: skip
@@ -124,6 +136,50 @@ def format_bytes(count: int) -> str:
     return f"{count} bytes"
 
 
+def parse_thread_pair(text: str) -> tuple[int, int]:
+    """``"3,1"`` -> (3, 1): intra-op threads of a hybrid model's lookup and dense sessions; ValueError
+    otherwise."""
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        lookup, dense = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"hybrid threads {text!r}: expected LOOKUP,DENSE (e.g. 1,1)") from None
+    if lookup < 1 or dense < 1:
+        raise ValueError(f"hybrid threads {text!r}: each session needs at least 1 thread")
+    return lookup, dense
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (what onnxruntime's default intra-op thread
+    count is based on); the count of those CPUs when the topology cannot be read."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not allowed:
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return len(allowed)
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def hybrid_threads(
+    config: RuntimeConfig, on_gpu: bool, override: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """Intra-op threads of the (lookup, dense) sessions of a hybrid model; see the module docstring."""
+    if override is not None:
+        return override
+    whole = config.intra_op_threads or physical_cores()
+    if on_gpu:
+        return max(1, whole - 1), 1
+    lookup = max(1, whole // LOOKUP_SHARE)
+    return lookup, max(1, whole - lookup)
+
+
 def _cudart() -> Any | None:
     """The CUDA runtime library (from the system or the nvidia-* pip wheels), or None."""
     names = [ctypes.util.find_library("cudart"), "libcudart.so", "libcudart.so.13", "libcudart.so.12"]
@@ -178,16 +234,20 @@ class PlacementPolicy:
     mode: PlacementMode = PlacementMode.AUTO
     per_model: tuple[tuple[str, PlacementMode], ...] = ()
     on_gpu: bool = False
+    hybrid_threads: tuple[int, int] | None = None
 
     def mode_of(self, name: str) -> PlacementMode:
         return dict(self.per_model).get(name, self.mode)
 
     @classmethod
-    def from_settings(cls, limit: str | None, placement: str, providers: Iterable[str]) -> PlacementPolicy:
+    def from_settings(
+        cls, limit: str | None, placement: str, providers: Iterable[str], hybrid_threads: str | None = None
+    ) -> PlacementPolicy:
         """Resolve the budget: the given size (checked against the device), else the device's free
         memory less a margin (GPU), else none (CPU). Raises ValueError with a one-line reason."""
         on_gpu = CUDA in providers
         mode, per_model = parse_modes(placement)
+        threads = parse_thread_pair(hybrid_threads) if hybrid_threads else None
         limit_bytes: int | None = None
         memory = device_memory() if on_gpu else None
         if limit is not None and str(limit).strip():
@@ -210,7 +270,7 @@ class PlacementPolicy:
             logger.info(
                 "GPU memory budget %s (free %s less a margin)", format_bytes(limit_bytes), format_bytes(free)
             )
-        return cls(limit_bytes, mode, tuple(sorted(per_model.items())), on_gpu)
+        return cls(limit_bytes, mode, tuple(sorted(per_model.items())), on_gpu, threads)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -680,8 +740,19 @@ def load_model(
         model.device_bytes = decision.device_bytes
         return model
     assert split is not None
-    lookup = _session(split.lookup, version_dir, config, [CPU])
-    dense = _session(split.dense, version_dir, config, list(config.providers))
+    on_gpu = CUDA in config.providers
+    lookup_threads, dense_threads = hybrid_threads(config, on_gpu, policy.hybrid_threads)
+    logger.info(
+        "model '%s' version %s hybrid intra-op threads: lookup %d, dense %d (%s; spinning off)",
+        manifest.name, manifest.version, lookup_threads, dense_threads,
+        "set by --hybrid-threads" if policy.hybrid_threads else
+        f"the whole-model session would get {config.intra_op_threads or physical_cores()}"
+        f"{'' if config.intra_op_threads else ' (onnxruntime default: physical cores)'}",
+    )  # fmt: skip
+    lookup_config = replace(config, intra_op_threads=lookup_threads, allow_spinning=False)
+    dense_config = replace(config, intra_op_threads=dense_threads, allow_spinning=False)
+    lookup = _session(split.lookup, version_dir, lookup_config, [CPU])
+    dense = _session(split.dense, version_dir, dense_config, list(config.providers))
     hybrid = HybridModel(manifest, version_dir, lookup, dense, split, decision)
     hybrid.decision_reason = decision.reason
     hybrid.device_bytes = decision.device_bytes

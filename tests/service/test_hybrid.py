@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -31,9 +32,12 @@ from service.placement import (
     Split,
     decide,
     embedding_outputs,
+    hybrid_threads,
     load_model,
     parse_modes,
     parse_size,
+    parse_thread_pair,
+    physical_cores,
 )
 from service.repository import read_manifest
 from service.runtime import CPU, LoadError, OnnxModel, RuntimeConfig
@@ -126,6 +130,46 @@ def test_parse_modes() -> None:
     )
     with pytest.raises(ValueError, match="unknown placement 'gpu'"):
         parse_modes("dlrm-full=gpu")
+
+
+@pytest.mark.parametrize(
+    ("whole", "on_gpu", "expected"),
+    [
+        (1, False, (1, 1)),  # each session needs a thread: the least two sessions can have
+        (2, False, (1, 1)),
+        (4, False, (1, 3)),
+        (8, False, (2, 6)),
+        (16, False, (4, 12)),
+        (2, True, (1, 1)),  # dense part on the GPU: it launches kernels, the lookup gets the rest
+        (8, True, (7, 1)),
+    ],
+)
+def test_hybrid_threads_stay_within_the_whole_session(
+    whole: int, on_gpu: bool, expected: tuple[int, int]
+) -> None:
+    lookup, dense = hybrid_threads(RuntimeConfig((CPU,), whole), on_gpu)
+    assert (lookup, dense) == expected and (lookup + dense <= whole or whole == 1)
+
+
+def test_hybrid_threads_default_and_override() -> None:
+    default = hybrid_threads(RuntimeConfig((CPU,), 0), False)  # 0: onnxruntime's default, physical cores
+    assert sum(default) <= max(2, physical_cores())
+    assert hybrid_threads(RuntimeConfig((CPU,), 8), False, (3, 3)) == (3, 3)
+    assert parse_thread_pair(" 2, 1") == (2, 1)
+    for bad in ("2", "0,1", "a,b", "1,2,3"):
+        with pytest.raises(ValueError, match="hybrid threads"):
+            parse_thread_pair(bad)
+
+
+def test_hybrid_sessions_get_the_sized_threads(
+    exported: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = PlacementPolicy(mode=PlacementMode.HYBRID)
+    with caplog.at_level("INFO", logger="service.placement"):
+        load_model(exported["full"], RuntimeConfig((CPU,), intra_op_threads=8), policy)
+        load_model(exported["full"], CPU_ONLY, replace(policy, hybrid_threads=(2, 3)))
+    assert "hybrid intra-op threads: lookup 2, dense 6 (the whole-model session would get 8" in caplog.text
+    assert "hybrid intra-op threads: lookup 2, dense 3 (set by --hybrid-threads" in caplog.text
 
 
 # --- the split ------------------------------------------------------------------------------------------
@@ -456,6 +500,7 @@ def test_hybrid_drains_on_sigterm(
         (["--gpu-memory-limit", "5XB"], "gpu_memory_limit"),
         (["--gpu-memory-limit", "900000TB"], "is larger than"),
         (["--placement", "gpu"], "unknown placement"),
+        (["--hybrid-threads", "0,1"], "at least 1 thread"),
     ],
 )
 def test_bad_placement_settings_are_one_line_errors(
