@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import statistics
 import sys
@@ -245,6 +246,14 @@ def threads_label(run: dict[str, Any]) -> str:
     return f"{each} / {each}+{each}"
 
 
+def load_label(conditions: dict[str, Any]) -> str:
+    """``"1.3 / 1.6"``: 1-minute load average before / after the timing (``-`` before, for runs that recorded
+    it only after: their ``load_average_at_start`` was read at the end)."""
+    if "load_average_at_end" in conditions:
+        return f"{conditions['load_average_at_start'][0]:.1f} / {conditions['load_average_at_end'][0]:.1f}"
+    return f"- / {conditions['load_average_at_start'][0]:.1f}"
+
+
 def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
     """The results page: one table row per (run, batch), the range over runs, every command."""
     lines = [
@@ -255,8 +264,10 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
         "the CPU provider, as on a machine without a GPU). `split-pipelined`: two batches in flight, as the",
         "service's batch queue runs a hybrid model. Variants alternate after a warm-up; figures are medians",
         "over rounds; every sample",
-        f"is in `{json_name}`. Each run notes the machine's load average at its start (a shared 2-core VM:",
-        "other jobs ran beside these runs, so single rows are noisy; read the ranges).",
+        f"is in `{json_name}`. Each run notes the machine's 1-minute load average before and after its",
+        "timing (a shared 2-core VM: other jobs ran beside these runs, so single rows are noisy; read the",
+        "ranges). Runs 1-9 recorded it only after the timing (their `load_average_at_start` field was read",
+        "at the end): `-` before.",
         f"Target: the split costs <= {TARGET_COST:.0%} samples/s.",
         "",
         "Threads: `whole / lookup+dense` intra-op threads. Runs before the service sized the split gave",
@@ -264,7 +275,7 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
         "more than the whole-model session (`service.placement.hybrid_threads`); such runs also time the",
         "split with `N+N` threads in the same rounds (`unsized` columns).",
         "",
-        "| run | ran on | load avg at start | threads | shape (rows scale) | batch | "
+        "| run | ran on | load avg before / after | threads | shape (rows scale) | batch | "
         "whole samples/s | split samples/s | split/whole | pipelined samples/s | pipelined/whole | "
         "unsized split/whole | unsized pipelined/whole | lookup / dense median |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -276,7 +287,7 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
             stage = row["stage_median_s"]
             unsized = [row.get("ratio_unsized_vs_whole"), row.get("ratio_pipelined_unsized_vs_whole")]
             lines.append(
-                f"| {index} | {where} | {run['machine']['load_average_at_start'][0]:.1f} | "
+                f"| {index} | {where} | {load_label(run['machine'])} | "
                 f"{threads_label(run)} | {run['shape']} ({run['rows_scale']:g}) | {row['batch']} | "
                 f"{v['whole']['samples_per_s']:,.0f} | {v['split']['samples_per_s']:,.0f} | "
                 f"{row['ratio_split_vs_whole']:.3f} | {v['split-pipelined']['samples_per_s']:,.0f} | "
@@ -355,11 +366,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     version_dir = prepare_model(config)
+    conditions = machine(EngineConfig(threads=config.whole_threads))  # the load before the timing
     rows = measure(config, version_dir)
+    conditions["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     shape = config.bench_shape
     result = {
         "command": "python -m loadtest.hybrid " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
-        "machine": machine(EngineConfig(threads=config.whole_threads)),
+        "machine": conditions,
         "threads": dict(
             zip(("whole", "lookup", "dense"), (config.whole_threads, *config.sized_threads), strict=True)
         ),

@@ -32,6 +32,8 @@ def test_hybrid_benchmark_writes_runs_and_page(tmp_path: Path) -> None:
     assert "split/whole median" in page and "python -m loadtest.hybrid --shape tiny" in page
     assert "threads 2 / 1+1, batch 32, 1 runs" in page and "unsized pipelined/whole median" in page
     assert "| 2 / 2+2 | tiny (1) | 32 |" in page
+    conditions = runs[0]["machine"]
+    assert len(conditions["load_average_at_start"]) == len(conditions["load_average_at_end"]) == 3
 
 
 def test_hybrid_page_reads_runs_from_before_the_thread_rule(tmp_path: Path) -> None:
@@ -43,6 +45,7 @@ def test_hybrid_page_reads_runs_from_before_the_thread_rule(tmp_path: Path) -> N
            "shape": "kaggle", "rows_scale": 0.05, "rows": [row], "command": "python -m loadtest.hybrid"}
     page = hybrid.render_markdown([run], "hybrid_cpu.json")
     assert "| 2 / 2+2 | kaggle (0.05) | 256 |" in page and "| 0.900 | 1,000 | 1.100 | - | - |" in page
+    assert "| x, 2 cores | - / 0.5 |" in page  # recorded after the timing only
 
 
 def test_hybrid_benchmark_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
