@@ -10,7 +10,6 @@ start (process start to first answer) and resident memory after every mapped wei
 Results: ``OUT/engine.json``, ``engine.md`` and ``engine.png`` (``loadtest.engine_report``). The exported
 models are also linked into ``WORK_DIR/<shape>/repository`` (``dlrm-full``, ``dlrm-robe``, ...), the
 repository ``python -m loadtest.compare`` serves by default.
-``--merge-gpu build/gpu_bench/gpu_bench.json`` adds the GPU script's results to those files instead.
 """
 
 from __future__ import annotations
@@ -274,8 +273,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-quantize", action="store_true", help="skip the int8-MLP variants")
     parser.add_argument("--work-dir", type=Path, default=Path("build/engine"))
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
-    parser.add_argument("--merge-gpu", type=Path, metavar="GPU_BENCH_JSON",
-                        help="only merge loadtest/gpu_bench.sh results into OUT/engine.json and its pages")
     return parser.parse_args(argv)
 
 
@@ -295,9 +292,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         args = parse_args(argv)
-        if args.merge_gpu:
-            engine_report.merge_gpu(args.merge_gpu, args.out)
-            return 0
         command = shlex.join(["python", "-m", "loadtest.engine", *(sys.argv[1:] if argv is None else argv)])
         result = run(config_from_args(args), args.out, command)
     except (ValueError, OSError, BenchmarkError) as exc:

@@ -1,8 +1,10 @@
 """Result pages of the engine benchmark: ``engine.json`` (DESIGN.md section 8), ``engine.md`` and plots.
 
 ``engine.json`` holds every provider's runs side by side (``onnxruntime-cpu`` from ``python -m
-loadtest.engine``, ``pytorch-cuda`` from ``loadtest/gpu_bench.sh``); publishing one provider keeps the
-others, and the Markdown page and plots are always regenerated from the whole file.
+loadtest.engine``; ``pytorch-cuda`` from gpu_bench v1, ``loadtest/gpu_bench.py`` as of commit 6c3d4b3, kept
+and rendered as measured); publishing one provider keeps the others, and the Markdown page and plots are
+always regenerated from the whole file. The GPU benchmark now in the tree (v2, ``bash loadtest/gpu_bench.sh``)
+compares other variants and writes its own report (``loadtest.gpu_bench_report``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 JSON_FILE, MD_FILE, PNG_FILE, GPU_PNG_FILE = "engine.json", "engine.md", "engine.png", "engine_gpu.png"
 METHOD_ORDER = ("full", "hash", "robe", "lma")
-GPU_COMMAND = "bash loadtest/gpu_bench.sh  # then: python -m loadtest.engine --merge-gpu $OUT/gpu_bench.json"
+GPU_COMMAND = "bash loadtest/gpu_bench.sh  # gpu_bench v2; its report: python -m loadtest.gpu_bench_report"
 
 
 def load(out_dir: Path) -> dict[str, Any]:
@@ -47,18 +49,6 @@ def publish(result: dict[str, Any], out_dir: Path) -> None:
     runs = [{"device": device, **r} for r in result["runs"]]
     source = {k: result[k] for k in ("command", "conditions", "shape")}
     _replace(data, result["provider"], runs, result["memory"], source)
-    write_pages(data, out_dir)
-
-
-def merge_gpu(gpu_json: Path, out_dir: Path) -> None:
-    """Put ``gpu_bench.json`` (``loadtest/gpu_bench.sh``) into ``out_dir/engine.json``; regenerate pages."""
-    merged = json.loads(gpu_json.read_text())
-    if not merged.get("runs"):
-        raise ValueError(f"{gpu_json} holds no runs")
-    data = load(out_dir)
-    keys = ("hardware", "shape", "kernel", "errors", "skipped", "config")
-    source = {"command": GPU_COMMAND, "shapes": [{k: s[k] for k in keys} for s in merged["shapes"]]}
-    _replace(data, merged["provider"], merged["runs"], [], source)
     write_pages(data, out_dir)
 
 
@@ -221,8 +211,6 @@ def _cpu_section(
 
 
 def _gpu_section(provider: str, runs: list[dict[str, Any]], source: dict[str, Any]) -> list[str]:
-    from loadtest.gpu_report import ratio_table
-
     lines = [
         f"## {provider}: PyTorch DLRM on the GPU",
         "",
@@ -230,12 +218,51 @@ def _gpu_section(provider: str, runs: list[dict[str, Any]], source: dict[str, An
         f"(measured {source.get('measured')}); full tables are one concatenated `F.embedding` table, "
         "ROBE-Z the project's CUDA kernel (`kernels.torch_ext`) and the same lookup in PyTorch ops.",
         "",
+        *([str(source["note"]), ""] if source.get("note") else []),
         "```",
         ratio_table({"shapes": [{**s, "runs": []} for s in source.get("shapes", [])], "runs": runs}),
         "```",
         "",
     ]
     return lines
+
+
+def ratio_table(merged: dict[str, Any]) -> str:
+    """The GPU rows (gpu_bench v1's format): samples/s of each variant and its ratio to full tables, per
+    shape, ids and batch, under one line per shape on the card, the row scale and the kernel."""
+    lines = []
+    for result in merged["shapes"]:
+        hw, shape, kernel = result["hardware"], result["shape"], result["kernel"]
+        card = (f"{hw['device']} ({size(hw['memory_bytes'])}, CUDA {hw['cuda']}, torch {hw['torch']})"
+                if hw.get("cuda") else f"CPU {hw['device']} ({hw['cpu_count']} cores, torch {hw['torch']})")
+        kernel_note = (f"CUDA kernel via {kernel['backend']}, equal to PyTorch ops: "
+                       f"{kernel.get('matches_pytorch_ops')}" if kernel["available"] else
+                       f"NO CUDA KERNEL ({kernel['reason']}): ROBE measured as PyTorch ops only")
+        lines.append(f"{shape['name']}: {card}; rows at {100 * shape['rows_scale']:.1f}% of the published "
+                     f"cardinalities ({shape['total_rows']:,} rows, {size(shape['table_bytes'])} of tables), "
+                     f"ROBE array {size(shape['robe_bytes'])}; {kernel_note}")
+        lines += [f"  skipped: {s}" for s in result["skipped"]] + [f"  error: {e}" for e in result["errors"]]
+    lines += ["", "ROBE-Z vs full tables, samples/s (medians of alternating rounds; random weights)",
+              table(["shape", "ids", "batch", "full", "robe", "robe/full", "robe-torch", "robe-torch/full",
+                     "embedding robe/full"], _ratio_rows(merged["runs"]))]
+    return "\n".join(lines)
+
+
+def _ratio_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
+    index = {(r["shape"], r["ids"], r["batch"], r["stage"], r["method"]): r for r in runs}
+    rows = []
+    for key in dict.fromkeys((r["shape"], r["ids"], r["batch"]) for r in runs):
+        end_to_end = {m: index.get((*key, "end_to_end", m)) for m in ("full", "robe", "robe-torch")}
+        embedding = index.get((*key, "embedding", "robe")) or index.get((*key, "embedding", "robe-torch"))
+        cells = [str(k) for k in key]
+        cells.append(rate(end_to_end["full"]["samples_per_s"]) if end_to_end["full"] else "-")
+        for method in ("robe", "robe-torch"):
+            record = end_to_end[method]
+            measured = [rate(record["samples_per_s"]), ratio(record["ratio_robe_vs_full"])] if record else []
+            cells += measured or ["-", "-"]
+        cells.append(ratio(embedding["ratio_robe_vs_full"]) if embedding else "-")
+        rows.append(cells)
+    return rows
 
 
 def plot(data: dict[str, Any], out_dir: Path) -> None:

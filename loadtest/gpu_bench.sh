@@ -1,66 +1,70 @@
 #!/usr/bin/env bash
-# GPU benchmark of ROBE-Z vs full tables: the same DLRM in PyTorch on one NVIDIA GPU (H100 or H200).
+# GPU benchmark v2, the fair one (issue 12): ROBE on the device vs full tables in HBM (F.embedding and a
+# vectorized gather kernel) and in host RAM (CPU gather + async copy, sequential and double-buffered; UVA
+# reads over PCIe), fp32 and bf16 dense parts, batches 512/2048/16384, zipf and uniform ids, CUDA graphs.
 #
-#   bash loadtest/gpu_bench.sh            # from the repository root; results in $OUT (else build/gpu_bench)
+#   bash loadtest/gpu_bench.sh       # from the repository root; results in $OUT (else build/gpu_bench)
 #
-# Needs: PyTorch with CUDA, nvcc (for the ROBE kernel; without it ROBE runs as PyTorch ops, labelled so).
-# No network, nothing installed, nothing large written to disk: the tables are created on the GPU.
-# Steps, each in its own process and time limit, so one failure keeps the other results:
-#   1. build the ROBE CUDA kernel (kernels.torch_ext: PyTorch extension, else ctypes; GPU_BENCH_BACKEND=ctypes
-#      skips the extension, whose compile takes a minute on a fresh machine)
-#   2. terabyte shape (96 GB of tables on an H200; rows scaled to fit an H100, and the report says so)
-#   3. kaggle shape (2.16 GB of tables)
-#   4. report: merges the JSON files and prints the ratio table last
-# Typical run: 2-3 minutes (less when the kernel is already built in build/torch_ext); worst case, every
-# step hitting its limit, 6.5 minutes (build 150 s + ctypes 90 s + terabyte 150 s + kaggle 100 s).
-# Overrides: GPU_BENCH_SHAPES="terabyte kaggle", GPU_BENCH_BATCHES=512,1024,2048,4096,8192,16384,
-# GPU_BENCH_IDS=zipf,uniform, GPU_BENCH_BACKEND=auto, PYTHON=python3; GPU_BENCH_EXTRA="--device cpu --dry-run" checks the
-# script itself on a machine without a GPU (tests/loadtest).
+# Needs PyTorch with CUDA and nvcc; no network. Finishes in <= 8 minutes on an H200 including its builds: the
+# whole script has GPU_BENCH_TOTAL seconds (default 470; every step's limit, kill grace included, fits in it)
+#   1. preflight (card, PCIe link, copy bandwidth; also at the top of the JSON)      <= 50 s
+#   2. build the gather kernel (nvcc) and the ROBE kernel (kernels.torch_ext)        <= 160 s
+#   3. terabyte shape, rows scaled to fit host RAM and HBM (the JSON says the scale): what is left, less 30 s
+#      for the report; no new measurement starts after GPU_BENCH_BUDGET s (default 240, less when short)
+#   4. report: prints the table and the ratios                                       <= 25 s
+# Results are written after every measurement, so a step killed by its limit keeps what it measured.
+# v1 of this benchmark (ROBE vs F.embedding in HBM only) was last at commit 3339834; its H200 log (v1 as of
+# commit 6c3d4b3) is docs/benchmarks/gpu_bench_v1_h200.log.
+# Overrides: GPU_BENCH_SHAPE=terabyte GPU_BENCH_BATCHES=512,2048,16384 GPU_BENCH_IDS=zipf,uniform
+# GPU_BENCH_DTYPES=fp32,bf16 GPU_BENCH_BUDGET=240 GPU_BENCH_TOTAL=470 PYTHON=python3
+# GPU_BENCH_EXTRA="--device cpu --dry-run" (checks the script without a GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 PYTHON="${PYTHON:-python3}"
 OUT_DIR="${OUT:-build/gpu_bench}"
-SHAPES="${GPU_BENCH_SHAPES:-terabyte kaggle}"
-BATCHES="${GPU_BENCH_BATCHES:-512,1024,2048,4096,8192,16384}"
+SHAPE="${GPU_BENCH_SHAPE:-terabyte}"
+BATCHES="${GPU_BENCH_BATCHES:-512,2048,16384}"
 IDS="${GPU_BENCH_IDS:-zipf,uniform}"
-BACKEND="${GPU_BENCH_BACKEND:-auto}"
+DTYPES="${GPU_BENCH_DTYPES:-fp32,bf16}"
+BUDGET="${GPU_BENCH_BUDGET:-240}"
+TOTAL="${GPU_BENCH_TOTAL:-470}"
+END=$((SECONDS + TOTAL))
 read -r -a EXTRA <<< "${GPU_BENCH_EXTRA:-}"
 export PYTHONPATH="${PWD}${PYTHONPATH:+:${PYTHONPATH}}"
 mkdir -p "${OUT_DIR}"
-rm -f "${OUT_DIR}"/gpu_bench_*.json  # report merges every shape file it finds: start clean
+rm -f "${OUT_DIR}/gpu_bench.json"
 LOG="${OUT_DIR}/gpu_bench.log"
-
-BENCH=("${PYTHON}" -m loadtest.gpu_bench)
 
 {
   echo "== gpu_bench: $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname)"
-  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv 2>&1 || true
-  "${PYTHON}" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
-'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
-  command -v nvcc >/dev/null && nvcc --version | tail -n 2
+  echo "== 1/4 preflight"
+  timeout -k 2 10 nvidia-smi \
+    --query-gpu=name,memory.total,pcie.link.gen.current,pcie.link.width.current,driver_version \
+    --format=csv 2>&1 || true
+  timeout -k 5 30 "${PYTHON}" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)" || true
 
-  echo "== 1/4 build the ROBE CUDA kernel"
-  KERNEL_FLAG=(--no-kernel)
-  if timeout -k 10 150 "${BENCH[@]}" build --backend "${BACKEND}" --out "${OUT_DIR}" "${EXTRA[@]}"; then
-    KERNEL_FLAG=(--backend "${BACKEND}")
-  elif timeout -k 10 90 "${BENCH[@]}" build --backend ctypes --out "${OUT_DIR}" "${EXTRA[@]}"; then
-    KERNEL_FLAG=(--backend ctypes)
-  else
-    echo "warning: the ROBE CUDA kernel did not build: ROBE is measured as PyTorch ops only"
+  echo "== 2/4 build the kernels"
+  if [ "${#EXTRA[@]}" -eq 0 ]; then
+    timeout -k 5 60 "${PYTHON}" -c "from pathlib import Path; from loadtest.gpu_bench import build_gather; \
+print(build_gather(Path('${OUT_DIR}/build')))" || echo "warning: gather kernel build failed (vec/uva skipped)"
+    timeout -k 5 90 "${PYTHON}" -c "from kernels import torch_ext; print(torch_ext.load(torch_ext.Backend('auto')).backend)" \
+      || echo "warning: ROBE kernel build failed (robe skipped)"
   fi
 
-  step=2
-  for shape in ${SHAPES}; do
-    case "${shape}" in terabyte) limit=150 budget=90 ;; *) limit=100 budget=60 ;; esac
-    echo "== ${step}/4 ${shape} (limit ${limit} s)"
-    timeout -k 10 "${limit}" "${BENCH[@]}" run --shape "${shape}" --batches "${BATCHES}" --ids "${IDS}" \
-      --budget "${budget}" --out "${OUT_DIR}" "${KERNEL_FLAG[@]}" "${EXTRA[@]}"
+  limit=$((END - SECONDS - 10 - 30))  # 10 s of kill grace, 30 s kept for the report
+  budget=$((BUDGET < limit - 60 ? BUDGET : limit - 60))  # the last measurement started may take a minute
+  if [ "${budget}" -lt 10 ]; then
+    echo "== 3/4 ${SHAPE}: skipped, only ${limit} s left of GPU_BENCH_TOTAL=${TOTAL}"
+  else
+    echo "== 3/4 ${SHAPE} (budget ${budget} s, limit ${limit} s)"
+    timeout -k 10 "${limit}" "${PYTHON}" -m loadtest.gpu_bench --shape "${SHAPE}" --batches "${BATCHES}" \
+      --ids "${IDS}" --dtypes "${DTYPES}" --budget "${budget}" --out "${OUT_DIR}" "${EXTRA[@]}"
     status=$?
-    [ "${status}" -eq 0 ] || echo "warning: ${shape} exited with ${status}; its partial results are kept"
-    step=$((step + 1))
-  done
+    [ "${status}" -eq 0 ] || echo "warning: the run exited with ${status}; its partial results are kept"
+  fi
 
-  echo "== 4/4 report (${OUT_DIR}/gpu_bench.json)"
-  "${PYTHON}" -m loadtest.gpu_report --out "${OUT_DIR}"
+  echo "== 4/4 report ($((SECONDS)) s since the start)"
+  timeout -k 5 20 "${PYTHON}" -m loadtest.gpu_bench_report "${OUT_DIR}/gpu_bench.json"
 } 2>&1 | tee "${LOG}"

@@ -25,10 +25,7 @@ import logging
 import os
 import shlex
 import statistics
-import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,9 +33,9 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 
 from loadtest.service_bench.load import build_request, closed_loop
+from loadtest.service_process import HOST, ServiceProcess, http_get
 
 logger = logging.getLogger(__name__)
-HOST = "127.0.0.1"
 MODELS = ("dlrm-robe", "dlrm-full")
 PLACEMENT = "auto,dlrm-full=hybrid,dlrm-robe=device"
 
@@ -64,17 +61,9 @@ def prepare(shape_name: str, rows_scale: float, work_dir: Path) -> dict[str, Any
     return info
 
 
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # loopback only
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-
-
 def scrape(port: int) -> dict[str, Any]:
     """Samples scored per model and the stage histograms (sum, count, buckets) per (model, stage)."""
-    _, body = _get(f"http://{HOST}:{port}/metrics")
+    _, body = http_get(f"http://{HOST}:{port}/metrics")
     samples: dict[str, float] = {}
     stages: dict[str, dict[str, Any]] = {}
     for family in text_string_to_metric_families(body.decode()):
@@ -125,69 +114,14 @@ def requests_for(shape_name: str, rows_scale: float, batch: int, count: int = 8)
     return bodies
 
 
-class Service:
-    """``python -m service`` in a subprocess (onnxruntime's CUDA libraries preloaded when it has them)."""
-
-    def __init__(
-        self, repository: Path, port: int, providers: str, log: Path, extra_env: dict[str, str]
-    ) -> None:
-        self.port = port
-        launcher = (
-            "import onnxruntime as ort, runpy, sys\n"
-            "if hasattr(ort, 'preload_dlls') and 'CUDAExecutionProvider' in ort.get_available_providers():\n"
-            "    ort.preload_dlls()\n"
-            "sys.argv = ['service'] + sys.argv[1:]\n"
-            "runpy.run_module('service', run_name='__main__')\n"
-        )
-        command = [
-            sys.executable,
-            "-c",
-            launcher,
-            "--repository",
-            str(repository),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--providers",
-            providers,
-            "--placement",
-            PLACEMENT,
-        ]
-        env = {
-            **os.environ,
-            "ROBESERVE_POLL_INTERVAL_S": "0",
-            "ROBESERVE_ALLOW_SPINNING": "false",
-            **extra_env,
-        }
-        self.log = log
-        self._log = log.open("wb")
-        self.process = subprocess.Popen(command, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the service exited with {self.process.returncode}: see {self.log}")
-            try:
-                status, body = _get(f"http://{HOST}:{self.port}/v2/health/ready", 2.0)
-                if status == 200:
-                    return
-                if b"models refused" in body:  # a refused model never becomes ready: stop now
-                    raise RuntimeError(f"{body.decode(errors='replace')}: see {self.log}")
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"the service was not ready within {timeout_s:.0f} s: see {self.log}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self._log.close()
+def start_service(
+    repository: Path, port: int, providers: str, log: Path, extra_env: dict[str, str]
+) -> ServiceProcess:
+    """``python -m service`` on the repository with the forced placements (onnxruntime-gpu's CUDA libraries
+    preloaded when it has them)."""
+    env = {"ROBESERVE_POLL_INTERVAL_S": "0", "ROBESERVE_ALLOW_SPINNING": "false", **extra_env}
+    args = ["--providers", providers, "--placement", PLACEMENT]
+    return ServiceProcess(repository, port, log, env, args, preload_cuda=True)
 
 
 def drive(
@@ -203,7 +137,7 @@ def drive(
 ) -> dict[str, Any]:
     """Serve both models, load them in turn, and read the ratio and stage times from /metrics."""
     prepared = json.loads((work_dir / "prepared.json").read_text())
-    service = Service(
+    service = start_service(
         work_dir / "models",
         port,
         providers,
@@ -222,11 +156,11 @@ def drive(
     try:
         service.wait_ready(load_timeout_s)
         for name in MODELS:
-            status, body = _get(f"http://{HOST}:{port}/v2/models/{name}")
+            status, body = http_get(f"http://{HOST}:{port}/v2/models/{name}")
             result.setdefault("placement", {})[name] = (
                 json.loads(body).get("placement") if status == 200 else None
             )
-        _, body = _get(f"http://{HOST}:{port}/v1/status")
+        _, body = http_get(f"http://{HOST}:{port}/v1/status")
         result["status"] = {
             m["name"]: {
                 k: m.get(k)

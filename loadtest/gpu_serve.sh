@@ -43,7 +43,7 @@ status=0
     if [ ! -d "${SITE}/onnxruntime/capi" ] || ! ls "${SITE}"/onnxruntime_gpu-*.dist-info >/dev/null 2>&1; then
       wheel="${ORT_GPU_WHEEL:-}"
       if [ -z "${wheel}" ] && [ -n "${ORT_GPU_WHEEL_PARTS:-}" ]; then
-        # shellcheck disable=SC2086  # the glob is meant to expand
+        # shellcheck disable=SC2086,SC2012  # the glob is meant to expand; part names have no spaces
         parts=$(ls ${ORT_GPU_WHEEL_PARTS} 2>/dev/null | sort)
         [ -n "${parts}" ] || { echo "error: no file matches ORT_GPU_WHEEL_PARTS=${ORT_GPU_WHEEL_PARTS}"; exit 2; }
         first=$(basename "$(echo "${parts}" | head -n 1)")

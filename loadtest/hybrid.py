@@ -7,6 +7,12 @@ GPU). ``split-pipelined`` drives the split from two threads, as the service's ba
 of batch n+1 overlaps the dense part of batch n). Variants alternate (A B C A B C ...), after a warm-up;
 medians, ratios and every sample go to the JSON. Target (issue 12): the split costs <= 5% samples/s.
 
+Threads: ``--threads N`` is what the whole-model session gets (0: onnxruntime's default, the physical cores,
+as the service's default); the two split sessions get what the service gives them
+(``service.placement.hybrid_threads``: together no more than N), or ``--split-threads LOOKUP,DENSE``.
+When that differs from N threads each (the service's behaviour before the rule), ``split-unsized`` and
+``split-pipelined-unsized`` time the split with N threads in each session too, in the same rounds.
+
 Example:
     python -m loadtest.hybrid --shape kaggle --rows-scale 0.05 --batches 256,2048 \
         --out docs/benchmarks/hybrid_cpu
@@ -17,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import statistics
 import sys
@@ -32,7 +39,15 @@ import numpy as np
 from loadtest.engine import EngineConfig, inputs_for, machine
 from loadtest.shapes import Shape, get_shape
 from loadtest.timing import TimingConfig, alternate
-from service.placement import HybridModel, PlacementMode, PlacementPolicy, load_model
+from service.placement import (
+    HybridModel,
+    PlacementMode,
+    PlacementPolicy,
+    hybrid_threads,
+    load_model,
+    parse_thread_pair,
+    physical_cores,
+)
 from service.runtime import CPU, OnnxModel, RuntimeConfig
 
 logger = logging.getLogger(__name__)
@@ -48,7 +63,8 @@ class HybridBenchConfig:
         shape: ``tiny``, ``kaggle`` or ``terabyte``.
         rows_scale: multiply every table's rows (to fit this machine; recorded in the results).
         batches: batch sizes.
-        threads: intra-op threads of every session.
+        threads: intra-op threads of the whole-model session (0: onnxruntime's default, physical cores).
+        split_threads: (lookup, dense) threads of the split; None: the service's rule.
         timing: warm-up and alternating rounds.
         batches_per_sample: merged batches each timed sample runs.
         work_dir: where the exported model is kept (reused when the shape matches).
@@ -57,7 +73,8 @@ class HybridBenchConfig:
     shape: str = "kaggle"
     rows_scale: float = 0.05
     batches: tuple[int, ...] = (256, 2048)
-    threads: int = 1
+    threads: int = 0
+    split_threads: tuple[int, int] | None = None
     timing: TimingConfig = field(default_factory=lambda: TimingConfig(warmup=2, rounds=15, max_seconds=60.0))
     batches_per_sample: int = 8
     work_dir: Path = Path("build/hybrid")
@@ -68,8 +85,18 @@ class HybridBenchConfig:
             raise ValueError(f"--rows-scale must be in (0, 1], got {self.rows_scale}")
         if not self.batches or min(self.batches) < 1:
             raise ValueError(f"batch sizes must be positive, got {self.batches}")
-        if self.threads < 1 or self.batches_per_sample < 2:
-            raise ValueError("need threads >= 1 and batches_per_sample >= 2")
+        if self.threads < 0 or self.batches_per_sample < 2:
+            raise ValueError("need threads >= 0 and batches_per_sample >= 2")
+
+    @property
+    def whole_threads(self) -> int:
+        """Threads of the whole-model session, resolved (0 -> the physical cores)."""
+        return self.threads or physical_cores()
+
+    @property
+    def sized_threads(self) -> tuple[int, int]:
+        """(lookup, dense) threads of the split, as the service sizes them (or as set)."""
+        return hybrid_threads(RuntimeConfig((CPU,), self.whole_threads), False, self.split_threads)
 
     @property
     def bench_shape(self) -> Shape:
@@ -129,12 +156,23 @@ def _pipelined(
 
 def measure(config: HybridBenchConfig, version_dir: Path) -> list[dict[str, Any]]:
     """One row per batch size: per-variant medians, samples/s, ratios to ``whole`` and every sample."""
-    runtime = RuntimeConfig((CPU,), config.threads, allow_spinning=False)
+    runtime = RuntimeConfig((CPU,), config.whole_threads, allow_spinning=False)
     whole = OnnxModel.load(version_dir, runtime)
-    split = load_model(version_dir, runtime, PlacementPolicy(mode=PlacementMode.HYBRID))
+    sized = config.sized_threads
+    split = load_model(version_dir, runtime, PlacementPolicy(mode=PlacementMode.HYBRID, hybrid_threads=sized))
     assert isinstance(split, HybridModel)
     stages = StageTimes()
     split.set_stage_observer(stages)
+    unsized: HybridModel | None = None
+    if sized != (config.whole_threads, config.whole_threads):
+        everything = (config.whole_threads, config.whole_threads)
+        loaded = load_model(
+            version_dir, runtime, PlacementPolicy(mode=PlacementMode.HYBRID, hybrid_threads=everything)
+        )
+        assert isinstance(loaded, HybridModel)
+        unsized = loaded
+    also = f", unsized split {config.whole_threads}+{config.whole_threads}" if unsized else ""
+    logger.info("threads: whole %d, split lookup %d + dense %d%s", config.whole_threads, *sized, also)
     rows = []
     shape = config.bench_shape
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeline") as pool:
@@ -148,6 +186,11 @@ def measure(config: HybridBenchConfig, version_dir: Path) -> list[dict[str, Any]
                 "split": _sequential(split.run, feeds, config.batches_per_sample),
                 "split-pipelined": _pipelined(split, feeds, config.batches_per_sample, pool),
             }
+            if unsized is not None:
+                variants["split-unsized"] = _sequential(unsized.run, feeds, config.batches_per_sample)
+                variants["split-pipelined-unsized"] = _pipelined(
+                    unsized, feeds, config.batches_per_sample, pool
+                )
             logger.info("batch %d: timing %s", batch, ", ".join(variants))
             timings = alternate(variants, config.timing)
             medians = {name: timing.median_s for name, timing in timings.items()}
@@ -167,6 +210,11 @@ def measure(config: HybridBenchConfig, version_dir: Path) -> list[dict[str, Any]
                 "ratio_pipelined_vs_whole": medians["whole"] / medians["split-pipelined"],
                 "stage_median_s": {name: statistics.median(v) for name, v in stages.samples.items()},
             }
+            if unsized is not None:
+                row["ratio_unsized_vs_whole"] = medians["whole"] / medians["split-unsized"]
+                row["ratio_pipelined_unsized_vs_whole"] = (
+                    medians["whole"] / medians["split-pipelined-unsized"]
+                )
             row["split_cost"] = 1 - row["ratio_split_vs_whole"]
             row["meets_target"] = row["split_cost"] <= TARGET_COST
             rows.append(row)
@@ -188,6 +236,24 @@ def write_report(result: dict[str, Any], out: Path) -> None:
     md_path.write_text(render_markdown(runs, json_path.name))
 
 
+def threads_label(run: dict[str, Any]) -> str:
+    """``"2 / 1+1"``: the whole-model session's threads / the lookup and dense sessions' (earlier runs gave
+    every session ``--threads``)."""
+    threads = run.get("threads")
+    if isinstance(threads, dict):
+        return f"{threads['whole']} / {threads['lookup']}+{threads['dense']}"
+    each = run["config"]["threads"]
+    return f"{each} / {each}+{each}"
+
+
+def load_label(conditions: dict[str, Any]) -> str:
+    """``"1.3 / 1.6"``: 1-minute load average before / after the timing (``-`` before, for runs that recorded
+    it only after: their ``load_average_at_start`` was read at the end)."""
+    if "load_average_at_end" in conditions:
+        return f"{conditions['load_average_at_start'][0]:.1f} / {conditions['load_average_at_end'][0]:.1f}"
+    return f"- / {conditions['load_average_at_start'][0]:.1f}"
+
+
 def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
     """The results page: one table row per (run, batch), the range over runs, every command."""
     lines = [
@@ -198,51 +264,60 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
         "the CPU provider, as on a machine without a GPU). `split-pipelined`: two batches in flight, as the",
         "service's batch queue runs a hybrid model. Variants alternate after a warm-up; figures are medians",
         "over rounds; every sample",
-        f"is in `{json_name}`. Each run notes the machine's load average at its start (a shared 2-core VM:",
-        "other jobs ran beside these runs, so single rows are noisy; read the ranges).",
+        f"is in `{json_name}`. Each run notes the machine's 1-minute load average before and after its",
+        "timing (a shared 2-core VM: other jobs ran beside these runs, so single rows are noisy; read the",
+        "ranges). Runs 1-9 recorded it only after the timing (their `load_average_at_start` field was read",
+        "at the end): `-` before.",
         f"Target: the split costs <= {TARGET_COST:.0%} samples/s.",
         "",
-        "| run | ran on | load avg at start | threads/session | shape (rows scale) | batch | "
+        "Threads: `whole / lookup+dense` intra-op threads. Runs before the service sized the split gave",
+        "every session the same count (`N / N+N`). Since then the service gives the two parts together no",
+        "more than the whole-model session (`service.placement.hybrid_threads`); such runs also time the",
+        "split with `N+N` threads in the same rounds (`unsized` columns).",
+        "",
+        "| run | ran on | load avg before / after | threads | shape (rows scale) | batch | "
         "whole samples/s | split samples/s | split/whole | pipelined samples/s | pipelined/whole | "
-        "lookup / dense median |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "unsized split/whole | unsized pipelined/whole | lookup / dense median |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for index, run in enumerate(runs, 1):
         where = f"{run['machine']['cpu']}, {run['machine']['cores']} cores"
         for row in run["rows"]:
             v = row["variants"]
             stage = row["stage_median_s"]
+            unsized = [row.get("ratio_unsized_vs_whole"), row.get("ratio_pipelined_unsized_vs_whole")]
             lines.append(
-                f"| {index} | {where} | {run['machine']['load_average_at_start'][0]:.1f} | "
-                f"{run['config']['threads']} | {run['shape']} ({run['rows_scale']:g}) | {row['batch']} | "
+                f"| {index} | {where} | {load_label(run['machine'])} | "
+                f"{threads_label(run)} | {run['shape']} ({run['rows_scale']:g}) | {row['batch']} | "
                 f"{v['whole']['samples_per_s']:,.0f} | {v['split']['samples_per_s']:,.0f} | "
                 f"{row['ratio_split_vs_whole']:.3f} | {v['split-pipelined']['samples_per_s']:,.0f} | "
                 f"{row['ratio_pipelined_vs_whole']:.3f} | "
-                f"{stage.get('lookup', 0) * 1e3:.2f} ms / {stage.get('dense', 0) * 1e3:.2f} ms |"
+                + " | ".join("-" if value is None else f"{value:.3f}" for value in unsized)
+                + f" | {stage.get('lookup', 0) * 1e3:.2f} ms / {stage.get('dense', 0) * 1e3:.2f} ms |"
             )
     lines.append("")
-    for threads in sorted({run["config"]["threads"] for run in runs}):
+    for label in sorted({threads_label(run) for run in runs}):
         for batch in sorted({row["batch"] for run in runs for row in run["rows"]}):
-            ratios = [
-                row["ratio_split_vs_whole"]
+            chosen = [
+                row
                 for run in runs
                 for row in run["rows"]
-                if run["config"]["threads"] == threads and row["batch"] == batch
+                if threads_label(run) == label and row["batch"] == batch
             ]
-            piped = [
-                row["ratio_pipelined_vs_whole"]
-                for run in runs
-                for row in run["rows"]
-                if run["config"]["threads"] == threads and row["batch"] == batch
-            ]
-            if ratios:
-                lines.append(
-                    f"- {threads} thread(s)/session, batch {batch}: split/whole median "
-                    f"{statistics.median(ratios):.3f} (range {min(ratios):.3f}-{max(ratios):.3f}, "
-                    f"{len(ratios)} runs); "
-                    f"pipelined/whole median {statistics.median(piped):.3f} "
-                    f"(range {min(piped):.3f}-{max(piped):.3f})"
-                )
+            if not chosen:
+                continue
+            parts = []
+            for title, key in (("split/whole", "ratio_split_vs_whole"),
+                               ("pipelined/whole", "ratio_pipelined_vs_whole"),
+                               ("unsized split/whole", "ratio_unsized_vs_whole"),
+                               ("unsized pipelined/whole", "ratio_pipelined_unsized_vs_whole")):  # fmt: skip
+                values = [row[key] for row in chosen if key in row]
+                if values:
+                    parts.append(
+                        f"{title} median {statistics.median(values):.3f} "
+                        f"(range {min(values):.3f}-{max(values):.3f})"
+                    )
+            lines.append(f"- threads {label}, batch {batch}, {len(chosen)} runs: " + "; ".join(parts))
     lines += [
         "",
         "Commands:",
@@ -258,7 +333,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--shape", default="kaggle", help="tiny, kaggle or terabyte")
     parser.add_argument("--rows-scale", type=float, default=0.05, help="scale every table's rows")
     parser.add_argument("--batches", default="256,2048", help="comma-separated batch sizes")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads per session")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="intra-op threads of the whole-model session (0: onnxruntime's default)",
+    )
+    parser.add_argument(
+        "--split-threads",
+        default=None,
+        help="LOOKUP,DENSE threads of the split (default: the service's rule)",
+    )
     parser.add_argument("--rounds", type=int, default=15, help="alternating timed rounds")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="timing budget per batch size")
     parser.add_argument("--work-dir", type=Path, default=Path("build/hybrid"))
@@ -271,8 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         batches = tuple(int(b) for b in args.batches.split(",") if b.strip())
+        split_threads = parse_thread_pair(args.split_threads) if args.split_threads else None
         config = HybridBenchConfig(
-            args.shape, args.rows_scale, batches, args.threads,
+            args.shape, args.rows_scale, batches, args.threads, split_threads,
             TimingConfig(warmup=2, rounds=args.rounds, max_seconds=args.max_seconds, min_rounds=3),
             work_dir=args.work_dir,
         )  # fmt: skip
@@ -280,11 +366,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     version_dir = prepare_model(config)
+    conditions = machine(EngineConfig(threads=config.whole_threads))  # the load before the timing
     rows = measure(config, version_dir)
+    conditions["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     shape = config.bench_shape
     result = {
         "command": "python -m loadtest.hybrid " + shlex.join(sys.argv[1:] if argv is None else list(argv)),
-        "machine": machine(EngineConfig(threads=config.threads)),
+        "machine": conditions,
+        "threads": dict(
+            zip(("whole", "lookup", "dense"), (config.whole_threads, *config.sized_threads), strict=True)
+        ),
         "shape": shape.name.value,
         "rows_scale": shape.rows_scale,
         "table_bytes": shape.table_bytes,
@@ -296,7 +387,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(
             f"batch {row['batch']}: split/whole {row['ratio_split_vs_whole']:.3f} "
             f"(cost {row['split_cost']:+.1%}, target <= {TARGET_COST:.0%}), "
-            f"pipelined/whole {row['ratio_pipelined_vs_whole']:.3f}\n"
+            f"pipelined/whole {row['ratio_pipelined_vs_whole']:.3f}"
+            + (
+                f"; unsized ({config.whole_threads}+{config.whole_threads} threads) split/whole "
+                f"{row['ratio_unsized_vs_whole']:.3f}, "
+                f"pipelined/whole {row['ratio_pipelined_unsized_vs_whole']:.3f}"
+                if "ratio_unsized_vs_whole" in row
+                else ""
+            )
+            + "\n"
         )
     return 0
 

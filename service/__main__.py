@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-queue-size", type=int, help="requests waiting per model before 503")
     parser.add_argument("--gpu-memory-limit", help="device memory budget (5MB, 24GB, ...); default: GPU free")
     parser.add_argument("--placement", help="auto, device or hybrid; per model: auto,dlrm-full=hybrid")
+    parser.add_argument("--hybrid-threads", help="LOOKUP,DENSE threads of hybrid models (default: sized)")
     parser.add_argument("--poll-interval-s", type=float, help="repository poll interval, 0 = off")
     parser.add_argument("--log-format", choices=[item.value for item in LogFormat], help="text or json")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING, ...")

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.placement import parse_modes, parse_size
+from service.placement import parse_modes, parse_size, parse_thread_pair
 
 MIB = 1024 * 1024
 
@@ -57,6 +57,8 @@ class Settings(BaseSettings):
             given limit applies to the CPU session as if it were the device.
         placement: ``auto`` (from the budget), ``device`` or ``hybrid`` for every model, optionally
             followed by per-model choices: ``auto,dlrm-full=hybrid``.
+        hybrid_threads: ``LOOKUP,DENSE`` intra-op threads of a hybrid model's two sessions; unset: sized so
+            that together they use what one whole-model session would (rule in ``service.placement``).
 
     Example:
         >>> Settings(repository=Path("models"), max_batch_size=128).max_batch_size
@@ -89,6 +91,7 @@ class Settings(BaseSettings):
     access_log: bool = False
     gpu_memory_limit: str | None = None
     placement: str = "auto"
+    hybrid_threads: str | None = None
 
     @field_validator("providers")
     @classmethod
@@ -111,6 +114,14 @@ class Settings(BaseSettings):
     def _check_placement(cls, value: str) -> str:
         parse_modes(value)
         return value
+
+    @field_validator("hybrid_threads")
+    @classmethod
+    def _check_hybrid_threads(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_thread_pair(value)
+        return value.strip()
 
     @field_validator("log_level")
     @classmethod

@@ -4,6 +4,13 @@ A new version is loaded and verified beside the serving one, then swapped in wit
 event loop; the old version's queue is closed after the swap, which runs everything already queued, so
 no request is dropped. A version that fails to load is remembered with its files' fingerprint (it is not
 retried until the files change) and the previous version keeps serving.
+
+Device memory budget (``--gpu-memory-limit``): a version is placed against what the OTHER models' serving
+versions hold on the device (``held_device_bytes``: the whole graph of a ``device`` model, the dense part of
+a ``hybrid`` one), so two models that each fit the limit but not together are placed ``device`` then
+``hybrid`` (or refused, with the bytes needed and left). The version a hot reload replaces is not counted
+against its successor: it is released right after the swap. While a budget is set, placing and swapping in
+a version is serialized across models (``_budget_lock``), so two loads never spend the same bytes.
 """
 
 from __future__ import annotations
@@ -102,6 +109,7 @@ class ModelManager:
         self.placement = placement or PlacementPolicy()
         self.entries: dict[str, ModelEntry] = {}
         self.initial_load_done = False
+        self._budget_lock = asyncio.Lock()
 
     @property
     def ready(self) -> bool:
@@ -124,6 +132,15 @@ class ModelManager:
                 f"model '{name}' is not ready ({entry.state.value.lower()}{_why(entry.reason)})"
             )
         return serving
+
+    def held_device_bytes(self, exclude: str | None = None) -> dict[str, int]:
+        """Model name -> bytes its serving version holds on the device (when counted), but ``exclude``."""
+        held = {}
+        for name, entry in self.entries.items():
+            serving = entry.serving
+            if name != exclude and serving is not None and serving.model.device_bytes:
+                held[name] = serving.model.device_bytes
+        return held
 
     async def refresh(self) -> None:
         """Scan the repository; load new models and newer versions (what the poller calls)."""
@@ -201,9 +218,18 @@ class ModelManager:
             return entry.serving
 
     async def _swap_in(self, entry: ModelEntry, version: str, marks: tuple[tuple[int, int], ...]) -> bool:
+        if self.placement.limit_bytes is None:
+            return await self._place_and_swap(entry, version, marks)
+        async with self._budget_lock:  # the bytes left are read and spent by one load at a time
+            return await self._place_and_swap(entry, version, marks)
+
+    async def _place_and_swap(
+        self, entry: ModelEntry, version: str, marks: tuple[tuple[int, int], ...]
+    ) -> bool:
+        held = self.held_device_bytes(exclude=entry.name)
         try:
             model = await asyncio.to_thread(
-                load_model, self.root / entry.name / version, self.runtime, self.placement
+                load_model, self.root / entry.name / version, self.runtime, self.placement, held
             )
         except LoadError as exc:
             entry.failed[version] = marks

@@ -8,10 +8,30 @@ is cut at load, in memory, at the embedding output tensors: those ``model.json``
 initializer (a table) with indices computed from a graph input (what ``export/`` writes for full and hash
 models). The service's memory budget (``--gpu-memory-limit``) decides per model: everything fits ->
 ``device``; only the part after the lookups fits -> ``hybrid``; nothing fits -> the version is refused
-with the bytes it needs, and the previous version keeps serving.
+with the bytes it needs and the bytes left, and the previous version keeps serving.
+
+The budget is shared by the models: a version is placed against the limit less what the OTHER models'
+serving versions hold on the device (the whole graph of a ``device`` model, the dense part of a ``hybrid``
+one; ``service.manager`` passes these as ``held``). On a hot reload of model m, m's current version is not
+counted against its successor, since it is released right after the swap (both are resident while the new
+one loads and swaps in: a device filled close to its limit needs headroom for that; the default limit keeps
+10% of the device, at least 1 GiB, out of the budget). The
+decision and its figures (needed, left, limit, what each other model holds) are logged, returned in
+``GET /v2/models/{m}`` (``placement_reason``, ``device_bytes``) and shown on the status page.
 
 On a machine without a GPU both sessions run on the CPU provider (so CI tests the split), and the limit
 applies to the CPU session as if it were the device.
+
+Threads of a hybrid model (``hybrid_threads``): the batch queue keeps two batches in flight, so the lookup
+session (batch n+1) and the dense session (batch n) run at the same time; with as many intra-op threads
+each as one whole-model session, they and the pipelining thread oversubscribe the cores (measured on 2
+cores, ``docs/benchmarks/hybrid_cpu.md``). So the two parts together get no more than the whole-model
+session would: N = ``--intra-op-threads``, or when that is 0, onnxruntime's own default (the physical cores
+this process may use). Dense part on the GPU: the dense session gets 1 thread (it launches kernels), the
+lookup N - 1. Both on the CPU: the lookup gets N // 4 (it is about a fifth of a DLRM step there), the dense
+session the rest. Each gets at least 1, so N = 1 gives 1 + 1. Both sessions run with spinning off (two
+sessions). ``--hybrid-threads LOOKUP,DENSE`` (``ROBESERVE_HYBRID_THREADS``) overrides the rule; the
+threads chosen are logged at load.
 
 Needs the ``onnx`` package (a service dependency) only when a model is split or its bytes are counted.
 """
@@ -26,8 +46,8 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,6 +75,7 @@ logger = logging.getLogger(__name__)
 EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 DEFAULT_MARGIN_FRACTION = 0.10
 DEFAULT_MARGIN_MIN = 1 << 30
+LOOKUP_SHARE = 4  # on the CPU the lookup session gets 1/LOOKUP_SHARE of the threads (at least 1)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}  # fmt: skip
@@ -115,6 +136,50 @@ def format_bytes(count: int) -> str:
     return f"{count} bytes"
 
 
+def parse_thread_pair(text: str) -> tuple[int, int]:
+    """``"3,1"`` -> (3, 1): intra-op threads of a hybrid model's lookup and dense sessions; ValueError
+    otherwise."""
+    parts = [part.strip() for part in str(text).split(",")]
+    try:
+        lookup, dense = (int(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"hybrid threads {text!r}: expected LOOKUP,DENSE (e.g. 1,1)") from None
+    if lookup < 1 or dense < 1:
+        raise ValueError(f"hybrid threads {text!r}: each session needs at least 1 thread")
+    return lookup, dense
+
+
+def physical_cores() -> int:
+    """Physical cores among the CPUs this process may run on (what onnxruntime's default intra-op thread
+    count is based on); the count of those CPUs when the topology cannot be read."""
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if not allowed:
+        return os.cpu_count() or 1
+    cores = set()
+    for cpu in allowed:
+        topology = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
+        try:
+            package = (topology / "physical_package_id").read_text().strip()
+            core = (topology / "core_id").read_text().strip()
+        except OSError:
+            return len(allowed)
+        cores.add((package, core))
+    return max(1, len(cores))
+
+
+def hybrid_threads(
+    config: RuntimeConfig, on_gpu: bool, override: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """Intra-op threads of the (lookup, dense) sessions of a hybrid model; see the module docstring."""
+    if override is not None:
+        return override
+    whole = config.intra_op_threads or physical_cores()
+    if on_gpu:
+        return max(1, whole - 1), 1
+    lookup = max(1, whole // LOOKUP_SHARE)
+    return lookup, max(1, whole - lookup)
+
+
 def _cudart() -> Any | None:
     """The CUDA runtime library (from the system or the nvidia-* pip wheels), or None."""
     names = [ctypes.util.find_library("cudart"), "libcudart.so", "libcudart.so.13", "libcudart.so.12"]
@@ -169,16 +234,20 @@ class PlacementPolicy:
     mode: PlacementMode = PlacementMode.AUTO
     per_model: tuple[tuple[str, PlacementMode], ...] = ()
     on_gpu: bool = False
+    hybrid_threads: tuple[int, int] | None = None
 
     def mode_of(self, name: str) -> PlacementMode:
         return dict(self.per_model).get(name, self.mode)
 
     @classmethod
-    def from_settings(cls, limit: str | None, placement: str, providers: Iterable[str]) -> PlacementPolicy:
+    def from_settings(
+        cls, limit: str | None, placement: str, providers: Iterable[str], hybrid_threads: str | None = None
+    ) -> PlacementPolicy:
         """Resolve the budget: the given size (checked against the device), else the device's free
         memory less a margin (GPU), else none (CPU). Raises ValueError with a one-line reason."""
         on_gpu = CUDA in providers
         mode, per_model = parse_modes(placement)
+        threads = parse_thread_pair(hybrid_threads) if hybrid_threads else None
         limit_bytes: int | None = None
         memory = device_memory() if on_gpu else None
         if limit is not None and str(limit).strip():
@@ -201,7 +270,7 @@ class PlacementPolicy:
             logger.info(
                 "GPU memory budget %s (free %s less a margin)", format_bytes(limit_bytes), format_bytes(free)
             )
-        return cls(limit_bytes, mode, tuple(sorted(per_model.items())), on_gpu)
+        return cls(limit_bytes, mode, tuple(sorted(per_model.items())), on_gpu, threads)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -371,38 +440,82 @@ def split_model(model: onnx.ModelProto, outputs: tuple[str, ...]) -> Split:
 
 @dataclass(frozen=True)
 class Decision:
-    """A placement and the bytes behind it."""
+    """A placement and the bytes behind it.
+
+    Args:
+        placement: where the version runs.
+        total_bytes: every initializer of the graph.
+        device_bytes: what it places on the device (the whole graph, or the dense part of a hybrid split).
+        reason: one line with the figures (logged, shown on the status page and in the model's metadata).
+        limit_bytes: the device memory budget (None: no budget).
+        held_bytes: bytes other models' serving versions hold on the device when the decision was made.
+    """
 
     placement: Placement
     total_bytes: int
     device_bytes: int
     reason: str
+    limit_bytes: int | None = None
+    held_bytes: int = 0
+
+    @property
+    def left_bytes(self) -> int | None:
+        """Budget this version could use: the limit less what the other models hold (None: no limit)."""
+        return None if self.limit_bytes is None else max(0, self.limit_bytes - self.held_bytes)
+
+
+def _budget_text(limit: int | None, held: Mapping[str, int]) -> str:
+    """``"no limit"``, or the limit and what each other model holds on the device."""
+    if limit is None:
+        return "no limit"
+    if not held:
+        return f"limit {format_bytes(limit)}, nothing held by other models"
+    holders = ", ".join(f"{name} {format_bytes(count)}" for name, count in sorted(held.items()))
+    return f"limit {format_bytes(limit)}, other models hold {format_bytes(sum(held.values()))}: {holders}"
 
 
 def decide(
-    name: str, policy: PlacementPolicy, total_bytes: int, split: Split | None, split_error: str | None
+    name: str,
+    policy: PlacementPolicy,
+    total_bytes: int,
+    split: Split | None,
+    split_error: str | None,
+    held: Mapping[str, int] | None = None,
 ) -> Decision:
-    """Choose from the bytes: whole model on the device when it fits the budget, else hybrid when the
-    dense part fits, else LoadError with the bytes needed. A forced mode still has to fit."""
+    """Choose from the bytes: whole model on the device when it fits what is left of the budget, else
+    hybrid when the dense part fits, else LoadError with the bytes needed and the bytes left. A forced mode
+    still has to fit.
+
+    ``held`` maps the other models to the bytes their serving versions hold on the device (the whole graph
+    of a ``device`` model, the dense part of a ``hybrid`` one). The budget of ``name`` is the limit less
+    the bytes of the OTHER models: on a hot reload, the version being replaced is not counted against its
+    successor (it is released right after the swap; see the module docstring).
+    """
     mode = policy.mode_of(name)
+    others = {other: count for other, count in (held or {}).items() if other != name and count > 0}
+    held_bytes = sum(others.values())
     limit = policy.limit_bytes
-    budget = "no limit" if limit is None else f"limit {format_bytes(limit)}"
-    fits_whole = limit is None or total_bytes <= limit
+    left = None if limit is None else max(0, limit - held_bytes)
+    budget = _budget_text(limit, others)
+    if left is not None:
+        budget = f"{format_bytes(left)} left on the device; {budget}"
+    fits_whole = left is None or total_bytes <= left
     if mode is PlacementMode.DEVICE or (mode is PlacementMode.AUTO and fits_whole):
         if not fits_whole:
-            raise LoadError(f"placement device needs {format_bytes(total_bytes)} on the device, {budget}")
+            raise LoadError(f"placement device needs {format_bytes(total_bytes)} on the device; {budget}")
         return Decision(
-            Placement.DEVICE, total_bytes, total_bytes, f"{format_bytes(total_bytes)} fit ({budget})"
-        )
+            Placement.DEVICE, total_bytes, total_bytes, f"{format_bytes(total_bytes)} fit ({budget})",
+            limit, held_bytes,
+        )  # fmt: skip
     if split is None:
         why = split_error or "the model cannot be split"
         if mode is PlacementMode.HYBRID:
             raise LoadError(f"placement hybrid was asked for: {why}")
         raise LoadError(
-            f"the model needs {format_bytes(total_bytes)} on the device, {budget}, and hybrid placement is "
-            f"impossible: {why}"
+            f"the model needs {format_bytes(total_bytes)} on the device ({budget}), and hybrid placement "
+            f"is impossible: {why}"
         )
-    if limit is not None and split.dense_bytes > limit:
+    if left is not None and split.dense_bytes > left:
         raise LoadError(
             f"the model fits nowhere: it needs {format_bytes(total_bytes)} on the device, or "
             f"{format_bytes(split.dense_bytes)} in hybrid placement (tables of "
@@ -412,6 +525,7 @@ def decide(
         Placement.HYBRID, total_bytes, split.dense_bytes,
         f"tables of {format_bytes(split.lookup_bytes)} in host memory, "
         f"{format_bytes(split.dense_bytes)} on the device ({budget})",
+        limit, held_bytes,
     )  # fmt: skip
 
 
@@ -587,10 +701,17 @@ def _session(
         raise LoadError(f"onnxruntime cannot open the {model.graph.name} part: {exc}") from None
 
 
-def load_model(version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy) -> LoadedModel:
-    """Read, verify, place, open and warm up one version; raises LoadError with the reason."""
+def load_model(
+    version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy, held: Mapping[str, int] | None = None
+) -> LoadedModel:
+    """Read, verify, place, open and warm up one version; raises LoadError with the reason.
+
+    ``held``: other model name -> bytes its serving version holds on the device (see ``decide``); the
+    model's own name, if present, is ignored.
+    """
     manifest = read_verified_manifest(version_dir)
-    if policy.limit_bytes is None and policy.mode_of(manifest.name) is PlacementMode.AUTO:
+    mode = policy.mode_of(manifest.name)
+    if policy.limit_bytes is None and mode is PlacementMode.AUTO:
         return OnnxModel.open(manifest, version_dir, config)  # no budget: no need to read the graph
     import onnx
 
@@ -599,17 +720,18 @@ def load_model(version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy
     except Exception as exc:  # onnx raises DecodeError and friends
         raise LoadError(f"cannot read model.onnx: {exc}") from None
     total = total_initializer_bytes(proto)
+    others = {name: count for name, count in (held or {}).items() if name != manifest.name}
+    left = None if policy.limit_bytes is None else policy.limit_bytes - sum(others.values())
     split, split_error = None, None
-    needs_split = policy.mode_of(manifest.name) is PlacementMode.HYBRID or (
-        policy.mode_of(manifest.name) is PlacementMode.AUTO and policy.limit_bytes is not None
-        and total > policy.limit_bytes
-    )  # fmt: skip
+    needs_split = mode is PlacementMode.HYBRID or (
+        mode is PlacementMode.AUTO and left is not None and total > left
+    )
     if needs_split:
         try:
             split = split_model(proto, embedding_outputs(proto, manifest))
         except LoadError as exc:
             split_error = str(exc)
-    decision = decide(manifest.name, policy, total, split, split_error)
+    decision = decide(manifest.name, policy, total, split, split_error, others)
     logger.info("model '%s' version %s placement %s: %s", manifest.name, manifest.version,
                 decision.placement.value, decision.reason)  # fmt: skip
     if decision.placement is Placement.DEVICE:
@@ -618,8 +740,19 @@ def load_model(version_dir: Path, config: RuntimeConfig, policy: PlacementPolicy
         model.device_bytes = decision.device_bytes
         return model
     assert split is not None
-    lookup = _session(split.lookup, version_dir, config, [CPU])
-    dense = _session(split.dense, version_dir, config, list(config.providers))
+    on_gpu = CUDA in config.providers
+    lookup_threads, dense_threads = hybrid_threads(config, on_gpu, policy.hybrid_threads)
+    logger.info(
+        "model '%s' version %s hybrid intra-op threads: lookup %d, dense %d (%s; spinning off)",
+        manifest.name, manifest.version, lookup_threads, dense_threads,
+        "set by --hybrid-threads" if policy.hybrid_threads else
+        f"the whole-model session would get {config.intra_op_threads or physical_cores()}"
+        f"{'' if config.intra_op_threads else ' (onnxruntime default: physical cores)'}",
+    )  # fmt: skip
+    lookup_config = replace(config, intra_op_threads=lookup_threads, allow_spinning=False)
+    dense_config = replace(config, intra_op_threads=dense_threads, allow_spinning=False)
+    lookup = _session(split.lookup, version_dir, lookup_config, [CPU])
+    dense = _session(split.dense, version_dir, dense_config, list(config.providers))
     hybrid = HybridModel(manifest, version_dir, lookup, dense, split, decision)
     hybrid.decision_reason = decision.reason
     hybrid.device_bytes = decision.device_bytes

@@ -51,6 +51,8 @@ class ModelMetadataResponse(BaseModel):
     inputs: list[TensorMetadata]
     outputs: list[TensorMetadata]
     placement: str | None = None  # robeserve: "device" or "hybrid" (DESIGN.md section 6)
+    placement_reason: str | None = None  # robeserve: the bytes behind the placement
+    device_bytes: int | None = None  # robeserve: bytes the version holds on the device, when counted
 
 
 class LiveResponse(BaseModel):
@@ -209,6 +211,8 @@ class ServiceStatus(BaseModel):
     providers: list[str]
     rate_window_s: float
     models: list[ModelStatus]
+    device_budget_bytes: int | None = None  # --gpu-memory-limit (or the GPU's free memory less a margin)
+    device_bytes_held: int = 0  # what the serving versions hold on the device (counted ones)
 
 
 class RepositoryIndexEntry(BaseModel):

@@ -51,7 +51,9 @@ class AppState:
             settings.max_queue_size,
             settings.retry_after_s,
         )
-        policy = PlacementPolicy.from_settings(settings.gpu_memory_limit, settings.placement, providers)
+        policy = PlacementPolicy.from_settings(
+            settings.gpu_memory_limit, settings.placement, providers, settings.hybrid_threads
+        )
         manager = ModelManager(settings.repository, runtime, batching, policy)
         dataplane = DataPlane(manager, DataPlaneLimits(settings.max_instances))
         return cls(settings, manager, dataplane, LiveMeter(), Decoder(settings.decode_workers))

@@ -1,4 +1,4 @@
-// Vectorized row gather for the fair GPU benchmark (loadtest/gpu_fair.py): out[i, :] = table[rows[i], :].
+// Vectorized row gather for the fair GPU benchmark (loadtest/gpu_bench.py): out[i, :] = table[rows[i], :].
 //
 // Plain C ABI (called through ctypes with raw pointers and a stream), so it builds with nvcc alone:
 //   nvcc -O3 -shared -Xcompiler -fPIC -gencode arch=compute_90,code=sm_90 gather.cu -o libgather.so

@@ -15,8 +15,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
@@ -29,9 +27,9 @@ import numpy as np
 import onnxruntime as ort
 
 from loadtest.service_bench.load import LoadResult, build_request, closed_loop, open_loop, percentile
+from loadtest.service_process import HOST, ServiceProcess
 from loadtest.synthetic import CtrShape, ctr_model, write_entry
 
-HOST = "127.0.0.1"
 MODEL = "dlrm-bench"
 BENCH_SHAPE = CtrShape(rows=100_000, embedding_dim=16, bottom=(512, 256, 64, 16), top=(512, 256))
 
@@ -169,9 +167,8 @@ def _batch_histogram(url: str) -> tuple[float, float]:
     return total, count
 
 
-def _start_service(repository: Path, config: BenchConfig, log: Path) -> subprocess.Popen[bytes]:
+def _start_service(repository: Path, config: BenchConfig, log: Path) -> ServiceProcess:
     env = {
-        **os.environ,
         "ROBESERVE_MAX_BATCH_SIZE": str(config.max_batch_size),
         "ROBESERVE_MAX_QUEUE_DELAY_US": str(config.max_queue_delay_us),
         "ROBESERVE_INTRA_OP_THREADS": str(config.intra_op_threads),
@@ -179,30 +176,9 @@ def _start_service(repository: Path, config: BenchConfig, log: Path) -> subproce
         "ROBESERVE_POLL_INTERVAL_S": "0",
         "ROBESERVE_DRAIN_DELAY_S": "0",
     }
-    command = [
-        sys.executable,
-        "-m",
-        "service",
-        "--repository",
-        str(repository),
-        "--host",
-        HOST,
-        "--port",
-        str(config.port),
-    ]
-    process = subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{config.port}/v2/health/ready", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None:
-            break
-        time.sleep(0.2)
-    process.kill()
-    raise RuntimeError(f"the service did not become ready; see {log}")
+    service = ServiceProcess(repository, config.port, log, env)
+    service.wait_ready(120)
+    return service
 
 
 def _latency_summary(result: LoadResult) -> dict[str, float]:
@@ -258,7 +234,7 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
         )
         for _ in range(16)
     ]
-    process = _start_service(root / "models", config, root / "service.log")
+    service = _start_service(root / "models", config, root / "service.log")
     try:
         _, warm_batch = _saturation_phase(replace(config, seconds=config.warmup_s), requests)
         rounds = _alternate(config, requests, model_dir / "model.onnx", max(1, round(warm_batch)))
@@ -271,8 +247,7 @@ def run_bench(config: BenchConfig, workdir: Path | None = None) -> dict[str, Any
         finally:
             gc.enable()
     finally:
-        process.terminate()
-        process.wait(30)
+        service.stop()
     raw_median = statistics.median(rounds["raw_samples_per_s"])
     return {
         "config": asdict(config),

@@ -101,6 +101,8 @@ async def service_status(state: State) -> ServiceStatus:
             _model_status(entry, rates.get(name, NO_RATES), views.get(name, ModelView()))
             for name, entry in state.manager.entries.items()
         ],
+        device_budget_bytes=state.manager.placement.limit_bytes,
+        device_bytes_held=sum(state.manager.held_device_bytes().values()),
     )
 
 

@@ -95,6 +95,8 @@ def _metadata(served: ServedModel) -> ModelMetadataResponse:
             TensorMetadata(name=s.name, datatype=s.datatype, shape=list(s.shape)) for s in manifest.outputs
         ],
         placement=served.placement,
+        placement_reason=served.model.decision_reason or None,
+        device_bytes=served.model.device_bytes,
     )
 
 

@@ -218,7 +218,9 @@ async function refresh() {
     server.dataset.ready = String(status.ready);
     server.textContent = `version ${status.version} | ${status.ready ? "ready" : "not ready"}` +
       `${status.draining ? " (draining)" : ""} | providers ${status.providers.join(", ")}` +
-      ` | up ${formatNumber(status.uptime_s, 0)} s`;
+      ` | up ${formatNumber(status.uptime_s, 0)} s` +
+      (status.device_budget_bytes == null ? "" : ` | device memory ${formatNumber(status.device_bytes_held, 0)}` +
+        ` of ${formatNumber(status.device_budget_bytes, 0)} bytes held`);
     document.getElementById("window").textContent = formatNumber(status.rate_window_s, 0);
     const oldest = Math.max(0, ...status.models.flatMap((m) => (m.history || []).map(([ago]) => ago)));
     const spanS = Math.min(300, Math.max(60, Math.ceil(oldest / 60) * 60));

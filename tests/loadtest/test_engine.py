@@ -1,9 +1,10 @@
-"""Engine benchmark on the tiny shape: exported graphs, the stage model, results pages, GPU merge."""
+"""Engine benchmark on the tiny shape: exported graphs, the stage model, results pages, archived GPU rows."""
 
 from __future__ import annotations
 
 import json
 import mmap
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import pytest
 from onnx import numpy_helper
 
 from kernels import reference as ref
-from loadtest import engine, engine_report, gpu_bench, gpu_report
+from loadtest import engine, engine_report
 from loadtest.engine_models import Method, vocabulary
 from loadtest.sessions import make_session, model_files, page_in
 from loadtest.shapes import get_shape
@@ -92,17 +93,34 @@ def test_engine_cli_writes_the_contract(tiny_models, tmp_path: Path) -> None:
     assert (tmp_path / "engine.png").stat().st_size > 0
 
 
-def test_gpu_results_merge_beside_the_cpu_ones(tmp_path: Path) -> None:
-    cpu_run = {"provider": "onnxruntime-cpu", "device": "cpu", "shape": "tiny", "batch": 4, "method": "full",
-               "precision": "fp32", "stage": "end_to_end", "samples_per_s": 10.0, "ratio_robe_vs_full": 1.0}
-    engine_report.write_json(tmp_path / "engine.json", {"runs": [cpu_run], "memory": [], "sources": {}})
-    gpu_dir = tmp_path / "gpu"
-    assert gpu_bench.main(["run", "--device", "cpu", "--dry-run", "--out", str(gpu_dir)]) == 0
-    assert gpu_report.main(["--out", str(gpu_dir)]) == 0
-    assert engine.main(["--merge-gpu", str(gpu_dir / "gpu_bench.json"), "--out", str(tmp_path)]) == 0
-    data = json.loads((tmp_path / "engine.json").read_text())
-    assert {r["provider"] for r in data["runs"]} == {"onnxruntime-cpu", "pytorch-cpu"}
-    assert "pytorch-cpu: PyTorch DLRM" in (tmp_path / "engine.md").read_text()
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks"
+
+
+def test_published_page_is_what_the_json_renders() -> None:
+    """docs/benchmarks/engine.md is rendered from engine.json (its GPU section from gpu_bench v1's rows)."""
+    data = engine_report.load(DOCS)
+    page = engine_report.markdown(data)
+    assert page == (DOCS / "engine.md").read_text()
+    assert "## pytorch-cuda: PyTorch DLRM on the GPU" in page and "gpu_bench v1" in page
+    assert "|   kaggle |    zipf |   512 |  1,656,726 |" in page
+
+
+def test_archived_gpu_rows_stay_beside_new_cpu_runs(tmp_path: Path) -> None:
+    shutil.copy(DOCS / "engine.json", tmp_path / "engine.json")
+    before = engine_report.load(tmp_path)
+    gpu_runs = [r for r in before["runs"] if r["provider"] == "pytorch-cuda"]
+    cpu_run = {"provider": "onnxruntime-cpu", "shape": "tiny", "batch": 4, "method": "full",
+               "precision": "fp32", "stage": "end_to_end", "samples_per_s": 10.0, "ratio_robe_vs_full": 1.0,
+               "median_s": 0.4}  # fmt: skip
+    result = {"provider": "onnxruntime-cpu", "runs": [cpu_run], "memory": [], "command": "python -m x",
+              "conditions": {"cpu": "test cpu"}, "shape": {"name": "tiny"}}  # fmt: skip
+    engine_report.publish(result, tmp_path)
+    after = engine_report.load(tmp_path)
+    assert [r for r in after["runs"] if r["provider"] == "pytorch-cuda"] == gpu_runs
+    assert [r["device"] for r in after["runs"] if r["provider"] == "onnxruntime-cpu"] == ["test cpu"]
+    assert after["sources"]["pytorch-cuda"] == before["sources"]["pytorch-cuda"]
+    page = (tmp_path / "engine.md").read_text()
+    assert "## pytorch-cuda: PyTorch DLRM on the GPU" in page and "commit 6c3d4b3" in page
 
 
 def test_bad_arguments_exit_with_one_line(capsys) -> None:

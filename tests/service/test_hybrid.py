@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -23,14 +24,20 @@ from export.exporter import ExportOptions, export_run
 from export.verify import PROBABILITY_ATOL
 from service.batching import BatchConfig, BatchQueue
 from service.placement import (
+    Decision,
     HybridModel,
     Placement,
     PlacementMode,
     PlacementPolicy,
+    Split,
+    decide,
     embedding_outputs,
+    hybrid_threads,
     load_model,
     parse_modes,
     parse_size,
+    parse_thread_pair,
+    physical_cores,
 )
 from service.repository import read_manifest
 from service.runtime import CPU, LoadError, OnnxModel, RuntimeConfig
@@ -42,6 +49,9 @@ from training.dlrm.model import DLRM, DLRMConfig
 NUM_FEATURES = 5
 CPU_ONLY = RuntimeConfig((CPU,), intra_op_threads=1)
 HYBRID_LIMIT = 60_000  # bytes: the tiny full model's MLPs fit, its 120 kB of tables do not
+# Served beside dlrm-robe (40.5 kB whole): dlrm-full's dense part (24.7 kB) and dlrm-robe fit together, the
+# whole dlrm-full (144.5 kB) does not.
+SERVED_LIMIT = "80kB"
 
 
 def _run_dir(root: Path, method: str) -> Path:
@@ -122,6 +132,46 @@ def test_parse_modes() -> None:
         parse_modes("dlrm-full=gpu")
 
 
+@pytest.mark.parametrize(
+    ("whole", "on_gpu", "expected"),
+    [
+        (1, False, (1, 1)),  # each session needs a thread: the least two sessions can have
+        (2, False, (1, 1)),
+        (4, False, (1, 3)),
+        (8, False, (2, 6)),
+        (16, False, (4, 12)),
+        (2, True, (1, 1)),  # dense part on the GPU: it launches kernels, the lookup gets the rest
+        (8, True, (7, 1)),
+    ],
+)
+def test_hybrid_threads_stay_within_the_whole_session(
+    whole: int, on_gpu: bool, expected: tuple[int, int]
+) -> None:
+    lookup, dense = hybrid_threads(RuntimeConfig((CPU,), whole), on_gpu)
+    assert (lookup, dense) == expected and (lookup + dense <= whole or whole == 1)
+
+
+def test_hybrid_threads_default_and_override() -> None:
+    default = hybrid_threads(RuntimeConfig((CPU,), 0), False)  # 0: onnxruntime's default, physical cores
+    assert sum(default) <= max(2, physical_cores())
+    assert hybrid_threads(RuntimeConfig((CPU,), 8), False, (3, 3)) == (3, 3)
+    assert parse_thread_pair(" 2, 1") == (2, 1)
+    for bad in ("2", "0,1", "a,b", "1,2,3"):
+        with pytest.raises(ValueError, match="hybrid threads"):
+            parse_thread_pair(bad)
+
+
+def test_hybrid_sessions_get_the_sized_threads(
+    exported: dict[str, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    policy = PlacementPolicy(mode=PlacementMode.HYBRID)
+    with caplog.at_level("INFO", logger="service.placement"):
+        load_model(exported["full"], RuntimeConfig((CPU,), intra_op_threads=8), policy)
+        load_model(exported["full"], CPU_ONLY, replace(policy, hybrid_threads=(2, 3)))
+    assert "hybrid intra-op threads: lookup 2, dense 6 (the whole-model session would get 8" in caplog.text
+    assert "hybrid intra-op threads: lookup 2, dense 3 (set by --hybrid-threads" in caplog.text
+
+
 # --- the split ------------------------------------------------------------------------------------------
 
 
@@ -158,6 +208,53 @@ def test_budget_chooses_the_placement(exported: dict[str, Path]) -> None:
     forced = PlacementPolicy(limit_bytes=HYBRID_LIMIT, per_model=(("dlrm-full", PlacementMode.DEVICE),))
     with pytest.raises(LoadError, match=r"placement device needs .*bytes"):
         load_model(exported["full"], CPU_ONLY, forced)
+
+
+# --- the device budget across models ----------------------------------------------------------------------
+
+
+def _split(lookup_bytes: int, dense_bytes: int) -> Split:
+    import onnx
+
+    return Split(onnx.ModelProto(), onnx.ModelProto(), ("embedding",), lookup_bytes, dense_bytes)
+
+
+def test_budget_counts_what_the_other_models_hold() -> None:
+    policy = PlacementPolicy(limit_bytes=1000)
+    alone = decide("b", policy, 600, _split(500, 100), None)
+    assert alone.placement is Placement.DEVICE and alone.left_bytes == 1000 and alone.held_bytes == 0
+    beside = decide("b", policy, 600, _split(500, 100), None, {"a": 600})  # each fits, not both
+    assert beside == Decision(Placement.HYBRID, 600, 100, beside.reason, 1000, 600)
+    assert beside.left_bytes == 400
+    assert "400 bytes left on the device" in beside.reason and "a 600 bytes" in beside.reason
+    # a hybrid neighbour counts with its dense part only (what the manager passes for it)
+    assert decide("b", policy, 600, None, None, {"a": 100, "c": 300}).placement is Placement.DEVICE
+    # models that hold nothing (not counted, unloaded) change nothing
+    assert decide("b", policy, 1000, None, None, {"a": 0}).placement is Placement.DEVICE
+
+
+def test_a_reload_does_not_count_the_version_it_replaces() -> None:
+    policy = PlacementPolicy(limit_bytes=1000)
+    reload = decide("a", policy, 900, None, None, {"a": 900, "b": 100})
+    assert reload.placement is Placement.DEVICE and reload.held_bytes == 100 and reload.left_bytes == 900
+
+
+def test_budget_refusals_name_the_bytes_needed_and_left() -> None:
+    policy = PlacementPolicy(limit_bytes=1000)
+    with pytest.raises(LoadError) as refused:
+        decide("b", policy, 600, _split(500, 300), None, {"a": 800})
+    message = str(refused.value)
+    assert "fits nowhere: it needs 600 bytes on the device, or 300 bytes in hybrid placement" in message
+    assert "200 bytes left on the device; limit 1.0 kB (1000 bytes), other models hold 800 bytes: a" in (
+        message
+    )
+    forced = PlacementPolicy(limit_bytes=1000, per_model=(("b", PlacementMode.DEVICE),))
+    with pytest.raises(LoadError, match=r"placement device needs 600 bytes on the device; 200 bytes left"):
+        decide("b", forced, 600, _split(500, 100), None, {"a": 800})
+    with pytest.raises(LoadError, match=r"needs 600 bytes on the device \(200 bytes left.*impossible: no"):
+        decide("b", policy, 600, None, "no cut", {"a": 800})
+    unlimited = decide("b", PlacementPolicy(), 10**12, None, None, {"a": 10**12})
+    assert unlimited.placement is Placement.DEVICE and unlimited.left_bytes is None
 
 
 def test_a_model_that_fits_nowhere_is_refused_with_the_bytes(exported: dict[str, Path]) -> None:
@@ -247,7 +344,7 @@ def test_served_hybrid_answers_metrics_and_metadata(
     start_service: Callable[..., ServiceProcess], hybrid_repository: Path, exported: dict[str, Path]
 ) -> None:
     service = start_service(
-        hybrid_repository, ROBESERVE_GPU_MEMORY_LIMIT="60kB", ROBESERVE_INTRA_OP_THREADS="1"
+        hybrid_repository, ROBESERVE_GPU_MEMORY_LIMIT=SERVED_LIMIT, ROBESERVE_INTRA_OP_THREADS="1"
     )
     whole = OnnxModel.load(exported["full"], CPU_ONLY)
     with service.client() as client:
@@ -311,11 +408,69 @@ def test_hybrid_reload_refuses_a_model_that_fits_nowhere(
     )
 
 
+def test_served_models_share_the_device_budget(
+    start_service: Callable[..., ServiceProcess], exported: dict[str, Path], tmp_path: Path
+) -> None:
+    """dlrm-full (144.5 kB whole) and dlrm-hash (40.5 kB whole, 24.7 kB dense) each fit 175 kB alone, not
+    together: the first loaded (names in order) is placed device, the second hybrid. A reload of dlrm-full
+    is not charged for the version it replaces; a third model that fits in neither way is refused with
+    the bytes it needs and the bytes left, and the others keep serving."""
+    root = tmp_path / "models"
+    for method in ("full", "hash"):
+        shutil.copytree(exported[method].parent, root / f"dlrm-{method}")
+    service = start_service(
+        root, ROBESERVE_GPU_MEMORY_LIMIT="175kB", ROBESERVE_ADMIN_TOKEN=ADMIN_TOKEN,
+        ROBESERVE_INTRA_OP_THREADS="1", ROBESERVE_POLL_INTERVAL_S="0",
+    )  # fmt: skip
+    auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    def placements(client: httpx.Client) -> tuple[dict[str, str], str]:
+        seen = {name: client.get(f"/v2/models/{name}").json() for name in ("dlrm-full", "dlrm-hash")}
+        return {name: meta["placement"] for name, meta in seen.items()}, client.get("/metrics").text
+
+    with service.client() as client:
+        placed, text = placements(client)
+        assert placed == {"dlrm-full": "device", "dlrm-hash": "hybrid"}
+        hash_meta = client.get("/v2/models/dlrm-hash").json()
+        assert hash_meta["device_bytes"] == 24_652, hash_meta
+        assert "30.5 kB (30460 bytes) left on the device" in hash_meta["placement_reason"]
+        assert "other models hold 144.5 kB (144540 bytes): dlrm-full" in hash_meta["placement_reason"]
+        status = client.get("/v1/status").json()
+        assert status["device_budget_bytes"] == 175_000
+        assert status["device_bytes_held"] == 144_540 + 24_652
+        # version 2 of dlrm-full: 144.5 kB against 175 kB less dlrm-hash's 24.7 kB -> device again
+        _with_card(exported["full"], root / "dlrm-full" / "2", lambda card: card.update(version=2))
+        reloaded = client.post("/v2/repository/models/dlrm-full/load", headers=auth)
+        assert reloaded.status_code == 200, reloaded.text
+        assert client.get("/v2/models/dlrm-full").json()["versions"] == ["2"]
+        # dlrm-robe (40.5 kB, no table to cut at) into the 5.8 kB left -> refused, the others serve on
+        shutil.copytree(exported["robe"].parent, root / "dlrm-robe")
+        refused = client.post("/v2/repository/models/dlrm-robe/load", headers=auth)
+        assert refused.status_code >= 400, refused.text
+        error = refused.json()["error"]
+        assert "needs 40.5 kB (40468 bytes) on the device" in error, error
+        assert "5.8 kB (5808 bytes) left on the device" in error, error
+        for name in ("dlrm-full", "dlrm-hash"):
+            answer = client.post(f"/v2/models/{name}/infer", json=_body(_batch(4)))
+            assert answer.status_code == 200, answer.text
+        placed, text = placements(client)
+    assert placed == {"dlrm-full": "device", "dlrm-hash": "hybrid"}
+    for model, version, placement, value in (
+        ("dlrm-full", "1", "device", 0), ("dlrm-full", "2", "device", 1), ("dlrm-full", "2", "hybrid", 0),
+        ("dlrm-hash", "1", "hybrid", 1), ("dlrm-hash", "1", "device", 0),
+    ):  # fmt: skip
+        labels = {"model": model, "version": version, "placement": placement}
+        assert metric_value(text, "robeserve_model_placement", **labels) == value, labels
+    assert metric_value(text, "robeserve_model_placement", model="dlrm-robe") == 0  # refused: placed nowhere
+    log = service.log()
+    assert "model 'dlrm-hash' version 1 placement hybrid" in log and "left on the device" in log
+
+
 def test_hybrid_drains_on_sigterm(
     start_service: Callable[..., ServiceProcess], hybrid_repository: Path
 ) -> None:
     service = start_service(
-        hybrid_repository, ROBESERVE_GPU_MEMORY_LIMIT="60kB", ROBESERVE_MAX_QUEUE_DELAY_US="600000",
+        hybrid_repository, ROBESERVE_GPU_MEMORY_LIMIT=SERVED_LIMIT, ROBESERVE_MAX_QUEUE_DELAY_US="600000",
         ROBESERVE_DRAIN_DELAY_S="1.0", ROBESERVE_INTRA_OP_THREADS="1",
     )  # fmt: skip
 
@@ -345,6 +500,7 @@ def test_hybrid_drains_on_sigterm(
         (["--gpu-memory-limit", "5XB"], "gpu_memory_limit"),
         (["--gpu-memory-limit", "900000TB"], "is larger than"),
         (["--placement", "gpu"], "unknown placement"),
+        (["--hybrid-threads", "0,1"], "at least 1 thread"),
     ],
 )
 def test_bad_placement_settings_are_one_line_errors(

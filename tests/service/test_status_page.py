@@ -154,7 +154,9 @@ def test_status_page_compares_methods_and_shows_placement(
         noble={"members": 3, "cell_sizes": [1.0, 2.0, 4.0], "num_cells": [9000, 2400, 640]},
         metrics={"mean_error_m": 6.2, "median_error_m": 4.1, "building_hit": 0.998, "floor_hit": 0.93},
     )  # fmt: skip
-    service = start_service(repository, ROBESERVE_GPU_MEMORY_LIMIT="60kB", ROBESERVE_INTRA_OP_THREADS="1")
+    # 142 kB: dlrm-full's dense part (24.7 kB; whole it is 144.5 kB), dlrm-hash and dlrm-robe (40.5 kB each)
+    # and noble-wifi (34.0 kB) fit together
+    service = start_service(repository, ROBESERVE_GPU_MEMORY_LIMIT="142kB", ROBESERVE_INTRA_OP_THREADS="1")
     stop = threading.Event()
 
     def load() -> None:  # every model busy, until the screenshot is taken
@@ -188,6 +190,8 @@ def test_status_page_compares_methods_and_shows_placement(
     columns = _columns(dom)
     rows = {name: _by_column(columns, row) for name, row in parser.rows.items()}
     assert rows["dlrm-full"]["placement"] == "hybrid" and rows["dlrm-robe"]["placement"] == "device"
+    held = 24_652 + 40_460 + 40_468 + 34_040  # dlrm-full's dense part, the others whole
+    assert f"device memory {held:,} of 142,000 bytes held" in dom
     assert "lookup" in rows["dlrm-full"]["stages (ms)"] and "dense" in rows["dlrm-full"]["stages (ms)"]
     assert rows["noble-wifi"]["method"].startswith("noble") and "none" not in rows["noble-wifi"]["method"]
     compare = dict(re.findall(r'data-compare="([^"]+)"[^>]*data-memory-ratio="([^"]*)"', dom))

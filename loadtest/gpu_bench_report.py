@@ -1,4 +1,4 @@
-"""``python -m loadtest.gpu_fair_report build/gpu_fair/gpu_fair.json``: the fair GPU benchmark as a table.
+"""``python -m loadtest.gpu_bench_report build/gpu_bench/gpu_bench.json``: the GPU benchmark (v2) as a table.
 
 Per (ids, dtype, batch): samples/s of every variant, ROBE's ratio against each, and the Amdahl ceiling of
 ROBE against the in-HBM tables (the step time if the lookup took no time: ``(lookup + dense) / dense`` of
@@ -117,7 +117,7 @@ def render(result: dict[str, Any], summary: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.stderr.write("usage: python -m loadtest.gpu_fair_report RESULT.json\n")
+        sys.stderr.write("usage: python -m loadtest.gpu_bench_report RESULT.json\n")
         return 2
     path = Path(args[0])
     try:
