@@ -152,7 +152,7 @@ LMA_CANDIDATES: dict[str, tuple[str, ...]] = {
     "lma sig 5%": ("--signature-fraction", "0.05"),  # fewer signatures, a larger array
 }
 SELECTION_COMPRESSION = 16.0
-LMA_TUNED: str | None = None  # set from the selection table of docs/results/dlrm.md
+LMA_TUNED: str | None = "lma k=4"  # the best validation AUC of the selection (docs/results/dlrm.md)
 
 
 def variants(profile: Profile) -> list[Variant]:
