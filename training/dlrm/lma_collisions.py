@@ -212,6 +212,14 @@ def measure(categorical: np.ndarray, compression: float, methods: dict[str, Embe
                         if len(left) else None}
                        for (a, b), (left, right) in pair_sets.items()],
         }
+        if jaccard is not None:
+            head = shared_fraction(slots, *pair_sets[(0, 0)])
+            entry["head_by_jaccard"] = [
+                {"jaccard": [low, high], "pairs": int(mask.sum()),
+                 "mean_shared": float(head[mask].mean()) if mask.any() else None,
+                 "share_of_shared": float(head[mask].sum() / head.sum()) if head.sum() else None}
+                for low, high in JACCARD_BUCKETS
+                for mask in [(jaccard >= low) & (jaccard < high)]]
         if spec.method is Method.LMA and jaccard is not None:
             entry["head_predicted_share"] = float(ref.share_probability(
                 jaccard, spec.keys_per_block, spec.minhash_bits, m).mean())
@@ -228,7 +236,8 @@ def markdown(result: dict[str, Any]) -> str:
                  f"{n}: signed / foreign load" for n in names) + " |",
              "|---|---|---|" + "---|" * len(names)]
     for i, band in enumerate(result["bands"]):
-        cells = [f"{result['methods'][n]['bands'][i]['signed_share']:.2f} / "
+        cells = ["-" if result["methods"][n]["bands"][i]["foreign_load"] is None else
+                 f"{result['methods'][n]['bands'][i]['signed_share']:.2f} / "
                  f"{result['methods'][n]['bands'][i]['foreign_load']:.3f}" for n in names]
         lines.append(f"| {band['band']} | {band['tokens']:,} | {band['occurrence_share']:.3f} | "
                      + " | ".join(cells) + " |")
@@ -288,10 +297,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, argparse.ArgumentError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
-    for result in results:
-        sys.stdout.write(markdown(result) + "\n\n")
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1) + "\n")
+    for result in results:
+        sys.stdout.write(markdown(result) + "\n\n")
     return 0
 
 
