@@ -246,9 +246,16 @@ def lma_selection(find: Lookup, facts: dict[str, Any]) -> dict[str, Any] | None:
                          "test_auc": m.get("test_auc"), "array_bytes": m.get("array_bytes"),
                          "embedding_bytes": m.get("embedding_bytes")})
     best = max(rows, key=lambda r: r["val_auc"])["label"] if rows else None
+    tuned = facts.get("lma_tuned")
+    versus = []  # the tuned row against the default, every seed, on the test rows (after the choice)
+    for dataset in (V2, NULL):
+        for budget in facts.get("key_compressions") or []:
+            d = compare(find(dataset, tuned, budget), find(dataset, "lma", budget)) if tuned else None
+            if d is not None:
+                versus.append({"dataset": dataset, "nominal_compression": budget, **d.to_dict()})
     return {"dataset": V2, "nominal_compression": x, "seed": seed, "rows": rows,
-            "chosen_on_validation": best, "tuned": facts.get("lma_tuned"),
-            "complete": len(rows) == len(candidates) + 1}
+            "chosen_on_validation": best, "tuned": tuned, "complete": len(rows) == len(candidates) + 1,
+            "tuned_vs_default": versus}
 
 
 def selection_lines(selection: dict[str, Any] | None) -> list[str]:
@@ -272,7 +279,13 @@ def selection_lines(selection: dict[str, Any] | None) -> list[str]:
         verdict = (f"the tuned row `{tuned}` is NOT the best on validation "
                    f"(`{selection['chosen_on_validation']}`)")
     complete = "" if selection["complete"] else " (not every candidate has run)"
-    return [*lines, "", f"Selection: {verdict}{complete}.", ""]
+    lines += ["", f"Selection: {verdict}{complete}."]
+    if selection.get("tuned_vs_default"):
+        lines += ["", f"Afterwards, on the test split with every seed: `{tuned}` - `lma` (the default)", "",
+                  "| data set | budget | test AUC difference [95%] |", "|---|---|---|"]
+        lines += [f"| {v['dataset']} | {v['nominal_compression']:g}x | {_interval(v)} |"
+                  for v in selection["tuned_vs_default"]]
+    return [*lines, ""]
 
 
 def evaluate_targets(find: Lookup, dim: int, compressions: list[float],
