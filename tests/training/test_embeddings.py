@@ -284,6 +284,44 @@ def test_aliased_tokens_of_different_features_share_memory() -> None:
     assert (starts[0] != starts[2]).sum() >= 6  # unrelated token of feature 2: ~1/m shared blocks
 
 
+def test_lma_at_equal_array_bytes_gets_robes_array_and_the_tables_on_top() -> None:
+    """The LMA paper's accounting: M as large as ROBE-Z's at the budget, keys and signatures on top (and
+    counted in parameter_bytes); the default accounting keeps every serving byte within the budget."""
+    categorical, budget = _categorical(), 20_000
+    robe = build_embedding(EmbeddingSpec(Method.ROBE, block_size=1), 8, categorical, budget)
+    serving = build_embedding(EmbeddingSpec(Method.LMA, block_size=1), 8, categorical, budget)
+    array_spec = EmbeddingSpec(Method.LMA, block_size=1, lma_budget="array")
+    array = build_embedding(array_spec, 8, categorical, budget)
+    assert isinstance(serving, LmaEmbedding) and isinstance(array, LmaEmbedding)
+    assert array.array_bytes() == robe.array_bytes() > serving.array_bytes()
+    assert array.keys.tolist() == serving.keys.tolist()  # the same signature table
+    tables = array.parameter_bytes() - robe.parameter_bytes()
+    assert tables == array.keys.numel() * 8 + (4 + 1) * 8 + array.signatures.numel() > 0
+    assert serving.parameter_bytes() <= budget < array.parameter_bytes()
+    with pytest.raises(ValueError, match="lma_budget must be one of serving, array, got 'disk'"):
+        EmbeddingSpec(Method.LMA, lma_budget="disk")
+
+
+def test_tokens_above_the_max_share_get_no_signature_and_keep_robe_locations() -> None:
+    categorical = _categorical(rows=2000)
+    share = np.array([np.mean(categorical[:, f] == v) for f, v in [(0, 1), (1, 1)]])
+    assert (share > 0.05).all()  # zipf: value 1 is in far more than 5% of the rows
+    every = learn_signatures(categorical, 10_000, sample_size=2000, seed=0, minhash_seed=0)
+    capped = learn_signatures(categorical, 10_000, sample_size=2000, seed=0, minhash_seed=0, max_share=0.05)
+    for f in range(categorical.shape[1]):
+        values, counts = np.unique(categorical[:, f], return_counts=True)
+        kept = capped.keys[capped.offsets[f]:capped.offsets[f + 1]].tolist()
+        assert kept == values[counts <= 0.05 * 2000].tolist()
+        assert every.keys[every.offsets[f]:every.offsets[f + 1]].tolist() == values.tolist()
+    module = build_embedding(EmbeddingSpec(Method.LMA, block_size=1, max_token_share=0.05), 8, categorical,
+                             50_000)
+    robe = RobeEmbedding(RobeConfig(4, 8, memory_size=module.config.memory_size, block_size=1))
+    ids = torch.tensor([[1, 1, 1, 1]])
+    assert module.block_offsets(ids).tolist() == robe.block_offsets(ids).tolist()  # head: ROBE-Z
+    with pytest.raises(ValueError, match="max_token_share must be in \\(0, 1\\], got 0"):
+        EmbeddingSpec(Method.LMA, max_token_share=0)
+
+
 def test_signature_sample_below_125k_rows_is_refused_when_the_data_has_more() -> None:
     categorical = np.zeros((130_000, 2), dtype=np.int64)
     with pytest.raises(SignatureSampleError, match="100,000 rows is below the 125,000"):

@@ -141,6 +141,8 @@ def test_log_loss() -> None:
     (["--embedding", "robe"], "needs --memory SIZE or --compression X"),
     (["--embedding", "hash", "--memory", "2 parsecs"], "cannot parse memory size"),
     (["--embedding", "robe", "--compression", "10", "--data", "/nonexistent/x"], "data path /nonexistent/x"),
+    (["--embedding", "lma", "--compression", "10", "--lma-budget", "disk"],
+     "argument --lma-budget: invalid choice: 'disk'"),
 ])
 def test_cli_mistakes_give_one_line(argv: list[str], message: str, tmp_path: Path,
                                     capsys: pytest.CaptureFixture[str]) -> None:

@@ -29,7 +29,7 @@ from kernels.reference import InvalidIdError
 from training.dlrm import budget as sizing
 from training.dlrm import checkpoint as ckpt
 from training.dlrm.embeddings import CompressedEmbedding, Method, TableEmbedding
-from training.dlrm.factory import EmbeddingSpec, build_embedding, full_bytes
+from training.dlrm.factory import LMA_BUDGETS, EmbeddingSpec, build_embedding, full_bytes
 from training.dlrm.model import DLRM, DLRMConfig, Preset
 from training.dlrm.trainer import AnySplit, Split, TrainConfig, Trainer
 
@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="LMA: largest share of the budget for signatures")
     add("--lma-sample-rows", "--signature-rows", dest="signature_rows", type=int,
         default=ref.DEFAULT_SIGNATURE_ROWS, help="LMA: rows sampled for the row sets (>= 125000)")
+    add("--lma-budget", choices=list(LMA_BUDGETS), default="serving",
+        help="LMA: the budget bounds every serving byte (serving, default) or the float array alone, equal "
+        "to ROBE-Z's, with the signature tables on top (array: the LMA paper's accounting)")
+    add("--lma-max-share", type=float, default=1.0,
+        help="LMA: tokens in more than this share of the sampled rows get no signature (ROBE-Z locations)")
     add("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     add("--threads", type=int, help="torch CPU threads")
     add("--cache-dir", type=Path, help="where raw data files are preprocessed into shards")
@@ -137,7 +142,8 @@ def _spec(args: argparse.Namespace) -> EmbeddingSpec:
     return EmbeddingSpec(Method(args.embedding), args.block_size, args.seed, args.min_count, args.init_scale,
                          keys_per_block=args.lma_k, num_minhashes=args.lma_minhashes,
                          minhash_bits=args.lma_bits,
-                         signature_fraction=args.signature_fraction, signature_rows=args.signature_rows)
+                         signature_fraction=args.signature_fraction, signature_rows=args.signature_rows,
+                         lma_budget=args.lma_budget, max_token_share=args.lma_max_share)
 
 
 def build_model(args: argparse.Namespace, train: Split,

@@ -7,6 +7,9 @@ Sizing (every byte counted by ``parameter_bytes()`` fits the budget):
 - robe: ``m = (budget - hash coefficients) / 4`` floats.
 - lma: at most ``signature_fraction`` of the budget holds the keys and signatures of the most frequent
   sampled tokens (8 + S bytes each), the rest is ``M``. Tokens without a signature hash like ROBE.
+  ``lma_budget="array"`` is the LMA paper's accounting instead: ``M`` gets exactly ROBE-Z's floats at the
+  same budget and the same key and signature tables come on top (``parameter_bytes`` still counts them,
+  so its serving bytes exceed the budget by that much; DESIGN.md section 1 asks for both accountings).
 """
 
 from __future__ import annotations
@@ -38,6 +41,9 @@ from training.dlrm.signatures import learn_signatures, token_bytes
 
 logger = logging.getLogger(__name__)
 
+# What an LMA budget bounds: every serving byte (array + keys + signatures), or the array alone (the paper)
+LMA_BUDGETS = ("serving", "array")
+
 
 @dataclass(frozen=True)
 class EmbeddingSpec:
@@ -55,6 +61,10 @@ class EmbeddingSpec:
         minhash_bits: LMA's b, bits kept of each minhash.
         signature_fraction: LMA's largest share of the budget for keys and signatures.
         signature_rows: rows sampled to build LMA's row sets (>= 125K unless the data has fewer).
+        lma_budget: what LMA's budget bounds: ``serving`` (every serving byte: array, keys, signatures) or
+            ``array`` (the float array alone, equal to ROBE-Z's; the signature tables come on top).
+        max_token_share: LMA: tokens in more than this share of the sampled rows get no signature and
+            keep their ROBE-Z locations (1.0: any token may get one).
     """
 
     method: Method
@@ -67,8 +77,14 @@ class EmbeddingSpec:
     minhash_bits: int = ref.DEFAULT_MINHASH_BITS
     signature_fraction: float = 0.25
     signature_rows: int = ref.DEFAULT_SIGNATURE_ROWS
+    lma_budget: str = "serving"
+    max_token_share: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.lma_budget not in LMA_BUDGETS:
+            raise ValueError(f"lma_budget must be one of {', '.join(LMA_BUDGETS)}, got {self.lma_budget!r}")
+        if not 0 < self.max_token_share <= 1:
+            raise ValueError(f"max_token_share must be in (0, 1], got {self.max_token_share}")
         if self.block_size is not None and self.block_size < 1:
             raise ValueError(f"block size must be >= 1, got {self.block_size}")
         if not 0 <= self.signature_fraction < 1:
@@ -134,9 +150,13 @@ def _build_lma(spec: EmbeddingSpec, embedding_dim: int, block_size: int, categor
     sizing.memory_floats(budget_bytes, fixed, block_size)  # raises when not even one block fits
     max_tokens = int(spec.signature_fraction * (budget_bytes - fixed)) // token_bytes(spec.num_minhashes)
     signatures = learn_signatures(categorical, max_tokens, spec.signature_rows, spec.seed, spec.seed,
-                                  spec.num_minhashes, spec.minhash_bits)
+                                  spec.num_minhashes, spec.minhash_bits, spec.max_token_share)
     tables = len(signatures.keys) * sizing.INT64_BYTES + signatures.signatures.size  # offsets are in fixed
-    m = sizing.memory_floats(budget_bytes, fixed + tables, block_size)
+    if spec.lma_budget == "array":  # ROBE-Z's array at this budget; the tables above come on top
+        robe_fixed = sizing.hash_param_bytes(num_features, embedding_dim // block_size)
+        m = sizing.memory_floats(budget_bytes, robe_fixed, block_size)
+    else:
+        m = sizing.memory_floats(budget_bytes, fixed + tables, block_size)
     config = LmaConfig(num_features, embedding_dim, spec.init_scale, m, block_size, spec.seed,
                        spec.keys_per_block, spec.num_minhashes, spec.minhash_bits, spec.seed)
     return LmaEmbedding(config, signatures, generator)

@@ -185,9 +185,113 @@ def _missing(name: str, what: str) -> Target:
     return Target(name, f"runs missing: {what}", None)
 
 
+def lma_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
+    """The LMA labels the targets are evaluated for, each with its memory accounting."""
+    rows = [("lma", "equal serving bytes (array + signature tables = ROBE's budget)")]
+    if facts.get("lma_equal_array"):
+        rows.append((facts["lma_equal_array"], "equal array bytes, the LMA paper's accounting (signature "
+                     "tables on top)"))
+    if facts.get("lma_tuned"):
+        rows.append((facts["lma_tuned"], "equal serving bytes, hyper-parameter chosen on validation"))
+    return rows
+
+
+def _serving(lma: Point, robe: Point) -> str:
+    """LMA's serving bytes against ROBE's, when they differ by more than rounding."""
+    a, b = lma.mean("embedding_bytes"), robe.mean("embedding_bytes")
+    if not a or not b or abs(a / b - 1) < 0.01:
+        return ""
+    return f"; serving bytes {format_size(a)} vs ROBE's {format_size(b)} ({a / b - 1:+.0%})"
+
+
+def lma_targets(find: Lookup, dim: int, label: str, accounting: str) -> list[Target]:
+    """The LMA targets of issue 11 for one LMA label, named with its memory accounting."""
+    targets = []
+    tag = f" [{label}: {accounting}]"
+    for x in (16.0, 64.0):
+        name = f"generator v2: LMA - ROBE >= +0.002 AUC at {x:g}x with the 95% interval above 0{tag}"
+        lma, robe = find(V2, label, x), best_robe(find, V2, x, dim)
+        d = compare(lma, robe)
+        targets.append(_missing(name, f"{label}/robe at {x:g}x") if d is None or robe is None or lma is None
+                       else Target(name, f"{label} - {robe.label}: {_interval(d)}{_serving(lma, robe)}",
+                                   d.difference >= 0.002 and d.above_zero))
+        name = f"null control: LMA - ROBE within its interval of 0 at {x:g}x{tag}"
+        lma, robe = find(NULL, label, x), best_robe(find, NULL, x, dim)
+        d = compare(lma, robe)
+        targets.append(_missing(name, f"null-control {label}/robe at {x:g}x") if d is None or robe is None
+                       or lma is None else
+                       Target(name, f"{label} - {robe.label}: {_interval(d)}", d.contains_zero))
+    name = f"generator v2: LMA at 16x >= full - 0.001 (the paper's claim){tag}"
+    d = compare(find(V2, label, 16), find(V2, "full", 1))
+    targets.append(_missing(name, f"{label} at 16x, full") if d is None else Target(
+        name, f"{label} - full: {_interval(d)}", d.difference >= -0.001))
+    return targets
+
+
+def lma_selection(find: Lookup, facts: dict[str, Any]) -> dict[str, Any] | None:
+    """The LMA hyper-parameter selection: default and candidates at one budget on generator v2, first
+    seed, ranked by VALIDATION AUC; says whether the tuned label is the one validation picks."""
+    candidates = facts.get("lma_candidates") or {}
+    x = facts.get("lma_selection_compression")
+    if not candidates or x is None:
+        return None
+    seed = facts["seeds"][0]
+    rows = []
+    for label, options in [("lma", []), *candidates.items()]:
+        point = find(V2, label, x)
+        run = next((r for r in point.runs if r["seed"] == seed), None) if point is not None else None
+        if run is not None:
+            m = run["metrics"]
+            rows.append({"label": label, "options": " ".join(options) or "(defaults)", "val_auc": m["auc"],
+                         "test_auc": m.get("test_auc"), "array_bytes": m.get("array_bytes"),
+                         "embedding_bytes": m.get("embedding_bytes")})
+    best = max(rows, key=lambda r: r["val_auc"])["label"] if rows else None
+    tuned = facts.get("lma_tuned")
+    versus = []  # the tuned row against the default, every seed, on the test rows (after the choice)
+    for dataset in (V2, NULL):
+        for budget in facts.get("key_compressions") or []:
+            d = compare(find(dataset, tuned, budget), find(dataset, "lma", budget)) if tuned else None
+            if d is not None:
+                versus.append({"dataset": dataset, "nominal_compression": budget, **d.to_dict()})
+    return {"dataset": V2, "nominal_compression": x, "seed": seed, "rows": rows,
+            "chosen_on_validation": best, "tuned": tuned, "complete": len(rows) == len(candidates) + 1,
+            "tuned_vs_default": versus}
+
+
+def selection_lines(selection: dict[str, Any] | None) -> list[str]:
+    if not selection or not selection["rows"]:
+        return []
+    lines = [f"### LMA hyper-parameters (generator v2, {selection['nominal_compression']:g}x, seed "
+             f"{selection['seed']}, chosen on the validation AUC)", "",
+             "| LMA | options | val AUC | test AUC | array bytes | serving bytes |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(selection["rows"], key=lambda r: -r["val_auc"]):
+        mark = " (best on validation)" if r["label"] == selection["chosen_on_validation"] else ""
+        lines.append(f"| {r['label']}{mark} | `{r['options']}` | {r['val_auc']:.4f} | "
+                     f"{r['test_auc']:.4f} | {format_size(r['array_bytes'])} | "
+                     f"{format_size(r['embedding_bytes'])} |")
+    tuned = selection.get("tuned")
+    if tuned is None:
+        verdict = "no tuned LMA row run yet"
+    elif tuned == selection["chosen_on_validation"]:
+        verdict = f"`{tuned}` (the tuned row) is the best on validation"
+    else:
+        verdict = (f"the tuned row `{tuned}` is NOT the best on validation "
+                   f"(`{selection['chosen_on_validation']}`)")
+    complete = "" if selection["complete"] else " (not every candidate has run)"
+    lines += ["", f"Selection: {verdict}{complete}."]
+    if selection.get("tuned_vs_default"):
+        lines += ["", f"Afterwards, on the test split with every seed: `{tuned}` - `lma` (the default)", "",
+                  "| data set | budget | test AUC difference [95%] |", "|---|---|---|"]
+        lines += [f"| {v['dataset']} | {v['nominal_compression']:g}x | {_interval(v)} |"
+                  for v in selection["tuned_vs_default"]]
+    return [*lines, ""]
+
+
 def evaluate_targets(find: Lookup, dim: int, compressions: list[float],
-                     oracles: dict[str, dict[str, Any]]) -> list[Target]:
-    """The accuracy targets of issue 11, each from the runs (test AUC; ROBE's Z chosen on validation)."""
+                     oracles: dict[str, dict[str, Any]], facts: dict[str, Any] | None = None) -> list[Target]:
+    """The accuracy targets of issue 11, each from the runs (test AUC; ROBE's Z chosen on validation); the
+    LMA targets once per LMA label of ``lma_rows`` (both memory accountings)."""
     targets = []
     name = "generator v2: ROBE (best Z) at 16x >= full - 0.001"
     robe16, full = best_robe(find, V2, 16, dim), find(V2, "full", 1)
@@ -211,21 +315,8 @@ def evaluate_targets(find: Lookup, dim: int, compressions: list[float],
                        else f"no oracle ({oracles.get(V2, {}).get('error', 'not computed')})")
         measured = f"{robe.label} test AUC {robe.mean('test_auc'):.4f}; {oracle_text}"
         targets.append(Target(name, measured, None))
-    for x in (16.0, 64.0):
-        name = f"generator v2: LMA - ROBE >= +0.002 AUC at {x:g}x with the 95% interval above 0"
-        lma, robe = find(V2, "lma", x), best_robe(find, V2, x, dim)
-        d = compare(lma, robe)
-        targets.append(_missing(name, f"lma/robe at {x:g}x") if d is None or robe is None else Target(
-            name, f"lma - {robe.label}: {_interval(d)}", d.difference >= 0.002 and d.above_zero))
-        name = f"null control: LMA - ROBE within its interval of 0 at {x:g}x"
-        lma, robe = find(NULL, "lma", x), best_robe(find, NULL, x, dim)
-        d = compare(lma, robe)
-        targets.append(_missing(name, f"null-control lma/robe at {x:g}x") if d is None or robe is None else
-                       Target(name, f"lma - {robe.label}: {_interval(d)}", d.contains_zero))
-    name = "generator v2: LMA at 16x >= full - 0.001 (the paper's claim)"
-    d = compare(find(V2, "lma", 16), find(V2, "full", 1))
-    targets.append(_missing(name, "lma at 16x, full") if d is None else Target(
-        name, f"lma - full: {_interval(d)}", d.difference >= -0.001))
+    for label, accounting in lma_rows(facts or {}):
+        targets += lma_targets(find, dim, label, accounting)
     return targets
 
 
@@ -245,7 +336,7 @@ def _cell(entry: dict[str, Any], key: str, digits: int = 4) -> str:
 
 
 def markdown(summary: list[dict[str, Any]], targets: list[Target], oracles: dict[str, dict[str, Any]],
-             rows: list[dict[str, Any]], facts: dict[str, Any]) -> str:
+             rows: list[dict[str, Any]], facts: dict[str, Any], selection: list[str] | None = None) -> str:
     ran_on = sorted({str(r["ran_on"]) for r in rows})
     lines = [f"Profile `{facts['profile']}`: {facts['rows']:,} generated rows per data set (80/10/10), "
              f"`{facts['config']}` config, batch {facts['batch_size']}, up to {facts['max_epochs']} epochs "
@@ -263,6 +354,7 @@ def markdown(summary: list[dict[str, Any]], targets: list[Target], oracles: dict
              "| target | measured | verdict |", "|---|---|---|"]
     lines += [f"| {t.name} | {t.measured} | {t.verdict()} |" for t in targets]
     lines.append("")
+    lines += selection or []
     for dataset, title in TITLES.items():
         entries = [e for e in summary if e["dataset"] == dataset]
         if not entries:
@@ -357,18 +449,22 @@ def write_report(runs: list[dict[str, Any]], docs: Path, facts: dict[str, Any],
     all_points = points(runs)
     find = _lookup(all_points)
     summary = summarize(all_points, find)
-    targets = evaluate_targets(find, facts["dim"], facts["compressions"], oracles)
+    targets = evaluate_targets(find, facts["dim"], facts["compressions"], oracles, facts)
+    selection = lma_selection(find, facts)
     body = {"results": rows, "details": [detail_row(r) for r in runs], "summary": summary,
-            "targets": [t.to_dict() for t in targets], "oracle": oracles, "study": facts}
+            "targets": [t.to_dict() for t in targets], "lma_selection": selection, "oracle": oracles,
+            "study": facts}
     (docs / "dlrm.json").write_text(json.dumps(body, indent=1) + "\n")
-    plot(summary, oracles, docs / "dlrm_auc_vs_memory.png")
+    only_selection = set(facts.get("lma_candidates") or {}) - {facts.get("lma_tuned")}
+    plot([e for e in summary if e["label"] not in only_selection], oracles, docs / "dlrm_auc_vs_memory.png")
     page = docs / "dlrm.md"
     text = page.read_text() if page.exists() else f"# DLRM: AUC vs memory\n\n{BEGIN}\n{END}\n"
     if BEGIN not in text or END not in text:
         text += f"\n{BEGIN}\n{END}\n"
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    page.write_text(f"{head}{BEGIN}\n{markdown(summary, targets, oracles, rows, facts)}\n{END}{tail}")
+    generated = markdown(summary, targets, oracles, rows, facts, selection_lines(selection))
+    page.write_text(f"{head}{BEGIN}\n{generated}\n{END}{tail}")
     for target in targets:
         logger.info("%s: %s (%s)", target.name, target.verdict(), target.measured)
     logger.info("wrote %s, %s and the plot (%d runs)", docs / "dlrm.json", page, len(rows))

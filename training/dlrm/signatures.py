@@ -48,13 +48,16 @@ def token_bytes(num_minhashes: int) -> int:
     return INT64_BYTES + num_minhashes
 
 
-def most_frequent(categorical: np.ndarray, limit: int) -> list[np.ndarray]:
-    """Per feature, the sorted values among the ``limit`` most frequent (feature, value) tokens overall."""
+def most_frequent(categorical: np.ndarray, limit: int, max_share: float = 1.0) -> list[np.ndarray]:
+    """Per feature, the sorted values among the ``limit`` most frequent (feature, value) tokens overall,
+    leaving out tokens in more than ``max_share`` of the rows."""
     per_feature = [np.unique(categorical[:, f], return_counts=True) for f in range(categorical.shape[1])]
     counts = np.concatenate([c for _, c in per_feature])
-    if limit >= len(counts):
+    allowed = counts <= max_share * len(categorical)
+    if limit >= len(counts) and allowed.all():
         return [values for values, _ in per_feature]
-    order = np.argsort(-counts, kind="stable")[:limit]
+    order = np.argsort(-counts, kind="stable")
+    order = order[allowed[order]][:limit]
     chosen = np.zeros(len(counts), dtype=bool)
     chosen[order] = True
     out, start = [], 0
@@ -67,6 +70,7 @@ def most_frequent(categorical: np.ndarray, limit: int) -> list[np.ndarray]:
 def learn_signatures(
     categorical: np.ndarray, max_tokens: int, sample_size: int, seed: int, minhash_seed: int,
     num_minhashes: int = ref.DEFAULT_NUM_MINHASHES, bits: int = ref.DEFAULT_MINHASH_BITS,
+    max_share: float = 1.0,
 ) -> Signatures:
     """Signatures of the ``max_tokens`` most frequent tokens of a sample of training rows.
 
@@ -78,6 +82,8 @@ def learn_signatures(
         minhash_seed: seed of the minhash row hashes (``reference.minhash_params``).
         num_minhashes: S, minhashes per token.
         bits: b, bits kept of each minhash.
+        max_share: tokens in more than this share of the sampled rows get no signature (they keep their
+            ROBE-Z locations); 1.0: every token may get one.
 
     Raises:
         SignatureSampleError: ``sample_size`` below 125K rows while the data has more.
@@ -86,7 +92,9 @@ def learn_signatures(
     rows = sample_rows(len(categorical), sample_size, seed)
     sample = np.asarray(categorical[rows], dtype=np.int64)  # (S, F)
     num_features = sample.shape[1]
-    chosen = most_frequent(sample, max(max_tokens, 0))
+    if not 0 < max_share <= 1:
+        raise ValueError(f"max_share must be in (0, 1], got {max_share}")
+    chosen = most_frequent(sample, max(max_tokens, 0), max_share)
     keys, signatures, offsets = [], [], [0]
     for f in tqdm(range(num_features), desc="lma signatures", leave=False):
         mask = np.isin(sample[:, f], chosen[f])
