@@ -3,14 +3,15 @@
 The same exported full-table DLRM (random weights: throughput needs no trained weights) is served two
 ways in one process: ``whole`` (one onnxruntime session, placement ``device``) and ``split`` (the service's
 ``HybridModel``: lookup session then dense session, both on the CPU provider, as on a machine without a
-GPU). ``split-pipelined`` drives the split from two threads, as the service's batch queue does (the lookup
-of batch n+1 overlaps the dense part of batch n). Variants alternate (A B C A B C ...), after a warm-up;
+GPU, run one batch at a time: what the service does on a machine without a GPU). ``split-pipelined``
+drives the split from two threads, as the service's batch queue does when the dense part is on a GPU (the
+lookup of batch n+1 overlaps the dense part of batch n). Variants alternate (A B C A B C ...), after a warm-up;
 medians, ratios and every sample go to the JSON. Target (issue 12): the split costs <= 5% samples/s.
 
 Threads: ``--threads N`` is what the whole-model session gets (0: onnxruntime's default, the physical cores,
 as the service's default); the two split sessions get what the service gives them
-(``service.placement.hybrid_threads``: together no more than N), or ``--split-threads LOOKUP,DENSE``.
-When that differs from N threads each (the service's behaviour before the rule), ``split-unsized`` and
+(``service.placement.hybrid_threads``: N each on the CPU, since the parts run one after the other), or
+``--split-threads LOOKUP,DENSE``. When that differs from N threads each, ``split-unsized`` and
 ``split-pipelined-unsized`` time the split with N threads in each session too, in the same rounds.
 
 Example:
@@ -261,8 +262,9 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
         "",
         "The same full-table DLRM (random weights) as one onnxruntime session (`whole`) and as the",
         "service's hybrid split (`split`: lookup session with the tables, then the dense session; both on",
-        "the CPU provider, as on a machine without a GPU). `split-pipelined`: two batches in flight, as the",
-        "service's batch queue runs a hybrid model. Variants alternate after a warm-up; figures are medians",
+        "the CPU provider, one batch at a time: what the service runs on a machine without a GPU).",
+        "`split-pipelined`: two batches in flight, as the service's batch queue runs a hybrid model whose",
+        "dense part is on a GPU. Variants alternate after a warm-up; figures are medians",
         "over rounds; every sample",
         f"is in `{json_name}`. Each run notes the machine's 1-minute load average before and after its",
         "timing (a shared 2-core VM: other jobs ran beside these runs, so single rows are noisy; read the",
@@ -271,9 +273,11 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
         f"Target: the split costs <= {TARGET_COST:.0%} samples/s.",
         "",
         "Threads: `whole / lookup+dense` intra-op threads. Runs before the service sized the split gave",
-        "every session the same count (`N / N+N`). Since then the service gives the two parts together no",
-        "more than the whole-model session (`service.placement.hybrid_threads`); such runs also time the",
-        "split with `N+N` threads in the same rounds (`unsized` columns).",
+        "every session the same count (`N / N+N`). Runs 9-13 used a rule that gave the two parts together",
+        "no more than the whole-model session (`1+1` on 2 cores; runs 14-15 tried `1+2` by",
+        "`--split-threads`) and timed `N+N` beside it (`unsized` columns); it cost 15-47% on a quiet machine",
+        "and was replaced: on the CPU the service now runs the two parts one after the other with N threads",
+        "each (`service.placement.hybrid_threads`); runs from 16 on time that rule.",
         "",
         "| run | ran on | load avg before / after | threads | shape (rows scale) | batch | "
         "whole samples/s | split samples/s | split/whole | pipelined samples/s | pipelined/whole | "

@@ -22,16 +22,16 @@ decision and its figures (needed, left, limit, what each other model holds) are 
 On a machine without a GPU both sessions run on the CPU provider (so CI tests the split), and the limit
 applies to the CPU session as if it were the device.
 
-Threads of a hybrid model (``hybrid_threads``): the batch queue keeps two batches in flight, so the lookup
-session (batch n+1) and the dense session (batch n) run at the same time; with as many intra-op threads
-each as one whole-model session, they and the pipelining thread oversubscribe the cores (measured on 2
-cores, ``docs/benchmarks/hybrid_cpu.md``). So the two parts together get no more than the whole-model
-session would: N = ``--intra-op-threads``, or when that is 0, onnxruntime's own default (the physical cores
-this process may use). Dense part on the GPU: the dense session gets 1 thread (it launches kernels), the
-lookup N - 1. Both on the CPU: the lookup gets N // 4 (it is about a fifth of a DLRM step there), the dense
-session the rest. Each gets at least 1, so N = 1 gives 1 + 1. Both sessions run with spinning off (two
-sessions). ``--hybrid-threads LOOKUP,DENSE`` (``ROBESERVE_HYBRID_THREADS``) overrides the rule; the
-threads chosen are logged at load.
+Threads of a hybrid model (``hybrid_threads``): N = ``--intra-op-threads``, or when that is 0, onnxruntime's
+own default (the physical cores this process may use). Dense part on the GPU: the batch queue keeps two
+batches in flight, so the lookup session (batch n+1, CPU) and the dense session (batch n, GPU) run at the
+same time; the dense session gets 1 thread (it launches kernels), the lookup N - 1. Both parts on the CPU
+(no GPU): overlapping them buys nothing, since they share the same cores, and two sessions running at once
+oversubscribe them (measured on 2 cores, ``docs/benchmarks/hybrid_cpu.md``: a 1 + 1 split cost 15-47% and
+2 + 2 pipelined 10-25% against the whole model at 2 threads); so a CPU-only hybrid model runs one batch
+at a time (``pipeline_depth`` 1), its two sessions one after the other, each with N threads, as the whole
+model would. Both sessions run with spinning off (two sessions). ``--hybrid-threads LOOKUP,DENSE``
+(``ROBESERVE_HYBRID_THREADS``) overrides the thread rule; the threads chosen are logged at load.
 
 Needs the ``onnx`` package (a service dependency) only when a model is split or its bytes are counted.
 """
@@ -75,7 +75,6 @@ logger = logging.getLogger(__name__)
 EXTERNAL_FOLDER_KEY = "session.model_external_initializers_file_folder_path"
 DEFAULT_MARGIN_FRACTION = 0.10
 DEFAULT_MARGIN_MIN = 1 << 30
-LOOKUP_SHARE = 4  # on the CPU the lookup session gets 1/LOOKUP_SHARE of the threads (at least 1)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 1 << 10, "mi": 1 << 20, "gi": 1 << 30, "ti": 1 << 40}  # fmt: skip
@@ -176,8 +175,7 @@ def hybrid_threads(
     whole = config.intra_op_threads or physical_cores()
     if on_gpu:
         return max(1, whole - 1), 1
-    lookup = max(1, whole // LOOKUP_SHARE)
-    return lookup, max(1, whole - lookup)
+    return whole, whole  # the two parts run one after the other (pipeline_depth 1 on the CPU)
 
 
 def _cudart() -> Any | None:
@@ -608,6 +606,8 @@ class HybridModel(LoadedModel):
         self.decision = decision
         self.embedding_outputs = split.embedding_outputs
         self.on_gpu = CUDA in dense.get_providers()
+        # two batches in flight only when the stages use different hardware (see the module docstring)
+        self.pipeline_depth = 2 if self.on_gpu else 1
         self.lookup_input_names = [node.name for node in lookup.get_inputs()]
         self.dense_input_names = [
             node.name for node in dense.get_inputs() if node.name not in split.embedding_outputs
@@ -746,6 +746,7 @@ def load_model(
         "model '%s' version %s hybrid intra-op threads: lookup %d, dense %d (%s; spinning off)",
         manifest.name, manifest.version, lookup_threads, dense_threads,
         "set by --hybrid-threads" if policy.hybrid_threads else
+        f"{'run at once' if on_gpu else 'run one after the other'}; "
         f"the whole-model session would get {config.intra_op_threads or physical_cores()}"
         f"{'' if config.intra_op_threads else ' (onnxruntime default: physical cores)'}",
     )  # fmt: skip

@@ -135,11 +135,9 @@ def test_parse_modes() -> None:
 @pytest.mark.parametrize(
     ("whole", "on_gpu", "expected"),
     [
-        (1, False, (1, 1)),  # each session needs a thread: the least two sessions can have
-        (2, False, (1, 1)),
-        (4, False, (1, 3)),
-        (8, False, (2, 6)),
-        (16, False, (4, 12)),
+        (1, False, (1, 1)),
+        (2, False, (2, 2)),  # both on the CPU: the two parts run one after the other, each as the whole
+        (8, False, (8, 8)),
         (2, True, (1, 1)),  # dense part on the GPU: it launches kernels, the lookup gets the rest
         (8, True, (7, 1)),
     ],
@@ -148,12 +146,15 @@ def test_hybrid_threads_stay_within_the_whole_session(
     whole: int, on_gpu: bool, expected: tuple[int, int]
 ) -> None:
     lookup, dense = hybrid_threads(RuntimeConfig((CPU,), whole), on_gpu)
-    assert (lookup, dense) == expected and (lookup + dense <= whole or whole == 1)
+    assert (lookup, dense) == expected
+    if on_gpu:  # two batches in flight: together no more than the whole-model session
+        assert lookup + dense <= whole or whole == 1
 
 
 def test_hybrid_threads_default_and_override() -> None:
-    default = hybrid_threads(RuntimeConfig((CPU,), 0), False)  # 0: onnxruntime's default, physical cores
+    default = hybrid_threads(RuntimeConfig((CPU,), 0), True)  # 0: onnxruntime's default, physical cores
     assert sum(default) <= max(2, physical_cores())
+    assert hybrid_threads(RuntimeConfig((CPU,), 0), False) == (physical_cores(), physical_cores())
     assert hybrid_threads(RuntimeConfig((CPU,), 8), False, (3, 3)) == (3, 3)
     assert parse_thread_pair(" 2, 1") == (2, 1)
     for bad in ("2", "0,1", "a,b", "1,2,3"):
@@ -168,7 +169,7 @@ def test_hybrid_sessions_get_the_sized_threads(
     with caplog.at_level("INFO", logger="service.placement"):
         load_model(exported["full"], RuntimeConfig((CPU,), intra_op_threads=8), policy)
         load_model(exported["full"], CPU_ONLY, replace(policy, hybrid_threads=(2, 3)))
-    assert "hybrid intra-op threads: lookup 2, dense 6 (the whole-model session would get 8" in caplog.text
+    assert "hybrid intra-op threads: lookup 8, dense 8 (run one after the other; the whole-model session would get 8" in caplog.text
     assert "hybrid intra-op threads: lookup 2, dense 3 (set by --hybrid-threads" in caplog.text
 
 
@@ -327,6 +328,7 @@ def test_pipelined_queue_answers_each_request(exported: dict[str, Path]) -> None
             result["probability"], whole.run(feeds)["probability"], atol=PROBABILITY_ATOL
         )
     assert set(stages) == {"lookup", "dense"}  # no device copy on a CPU-only machine
+    assert hybrid.pipeline_depth == 1  # both stages on the CPU: one batch at a time
 
 
 # --- served ---------------------------------------------------------------------------------------------
