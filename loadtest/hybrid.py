@@ -275,7 +275,7 @@ def render_markdown(runs: list[dict[str, Any]], json_name: str) -> str:
         "Threads: `whole / lookup+dense` intra-op threads. Runs before the service sized the split gave",
         "every session the same count (`N / N+N`). Runs 9-13 used a rule that gave the two parts together",
         "no more than the whole-model session (`1+1` on 2 cores; runs 14-15 tried `1+2` by",
-        "`--split-threads`) and timed `N+N` beside it (`unsized` columns); it cost 15-47% on a quiet machine",
+        "`--split-threads`) and timed `N+N` beside it (`unsized` columns); it cost 16-48% on a quiet machine",
         "and was replaced: on the CPU the service now runs the two parts one after the other with N threads",
         "each (`service.placement.hybrid_threads`); runs from 16 on time that rule.",
         "",

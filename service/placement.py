@@ -27,7 +27,7 @@ own default (the physical cores this process may use). Dense part on the GPU: th
 batches in flight, so the lookup session (batch n+1, CPU) and the dense session (batch n, GPU) run at the
 same time; the dense session gets 1 thread (it launches kernels), the lookup N - 1. Both parts on the CPU
 (no GPU): overlapping them buys nothing, since they share the same cores, and two sessions running at once
-oversubscribe them (measured on 2 cores, ``docs/benchmarks/hybrid_cpu.md``: a 1 + 1 split cost 15-47% and
+oversubscribe them (measured on 2 cores, ``docs/benchmarks/hybrid_cpu.md``: a 1 + 1 split cost 16-48% and
 2 + 2 pipelined 10-25% against the whole model at 2 threads); so a CPU-only hybrid model runs one batch
 at a time (``pipeline_depth`` 1), its two sessions one after the other, each with N threads, as the whole
 model would. Both sessions run with spinning off (two sessions). ``--hybrid-threads LOOKUP,DENSE``
