@@ -5,8 +5,8 @@ ways in one process: ``whole`` (one onnxruntime session, placement ``device``) a
 ``HybridModel``: lookup session then dense session, both on the CPU provider, as on a machine without a
 GPU, run one batch at a time: what the service does on a machine without a GPU). ``split-pipelined``
 drives the split from two threads, as the service's batch queue does when the dense part is on a GPU (the
-lookup of batch n+1 overlaps the dense part of batch n). Variants alternate (A B C A B C ...), after a warm-up;
-medians, ratios and every sample go to the JSON. Target (issue 12): the split costs <= 5% samples/s.
+lookup of batch n+1 overlaps the dense part of batch n). Variants alternate (A B C A B C ...), after a
+warm-up; medians, ratios and every sample go to the JSON. Target (issue 12): the split costs <= 5% samples/s.
 
 Threads: ``--threads N`` is what the whole-model session gets (0: onnxruntime's default, the physical cores,
 as the service's default); the two split sessions get what the service gives them

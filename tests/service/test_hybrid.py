@@ -169,7 +169,10 @@ def test_hybrid_sessions_get_the_sized_threads(
     with caplog.at_level("INFO", logger="service.placement"):
         load_model(exported["full"], RuntimeConfig((CPU,), intra_op_threads=8), policy)
         load_model(exported["full"], CPU_ONLY, replace(policy, hybrid_threads=(2, 3)))
-    assert "hybrid intra-op threads: lookup 8, dense 8 (run one after the other; the whole-model session would get 8" in caplog.text
+    assert (
+        "hybrid intra-op threads: lookup 8, dense 8 "
+        "(run one after the other; the whole-model session would get 8" in caplog.text
+    )
     assert "hybrid intra-op threads: lookup 2, dense 3 (set by --hybrid-threads" in caplog.text
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from training.imu.mapmatch import DistanceMap, ParticleConfig, map_match
 from training.imu.pdr import PdrConfig, dead_reckon, detect_steps
@@ -24,12 +22,7 @@ from training.imu.trackers import (
 QUIET = SimConfig(accel_noise=0, gyro_noise=0, accel_bias=0, gyro_bias=0, gyro_bias_walk=0, duration_s=60)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _corridors(building_floor: int = 0) -> FloorGraph:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from training.noble.baselines import CoordinateRegressor, KnnConfig, WeightedKnn
 from training.noble.data import UjiSplit, load_splits, write_synthetic_uji
@@ -17,12 +15,7 @@ from training.noble.train import NobleTrainConfig
 SHARED_UJI = Path(__file__).resolve().parents[3] / "shared" / "data" / "ujiindoorloc"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy() -> UjiSplit:

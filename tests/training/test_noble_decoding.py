@@ -4,7 +4,6 @@ settings round-trip; the exported graph computes the same decode."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +19,7 @@ CENTRES = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 20.0], [10.0, 20.0], [500.0, 
 BUILDING_FLOOR = np.array([1, 1, 1, 1, 6])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _localizer(cell_probs: list[float], decode: DecodeConfig | Decode, grids: int = 1) -> NobleLocalizer:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from training.noble.data import write_synthetic_uji
 from training.noble.results import ResultsConfig, main, run
@@ -18,12 +16,7 @@ KEYS = {"method", "mean_error_m", "median_error_m", "p75_error_m", "p95_error_m"
         "evaal_error_m"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _config(data: Path, out: Path, part: str = "all", **extra: object) -> ResultsConfig:

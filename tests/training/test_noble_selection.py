@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 from training.noble.data import UjiSplit, load_splits, write_synthetic_uji
 from training.noble.decoding import Decode
@@ -23,13 +22,7 @@ from training.noble.selection import (
 )
 from training.noble.train import NobleTrainConfig
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _split(users: list[int], phones: list[int]) -> UjiSplit:
