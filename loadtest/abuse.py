@@ -38,6 +38,7 @@ import httpx
 import numpy as np
 from tqdm import tqdm
 
+from loadtest.service_bench.load import build_request
 from loadtest.synthetic import CtrShape, ctr_model, write_entry
 
 logger = logging.getLogger(__name__)
@@ -437,9 +438,8 @@ class Raw:
 
 
 def post(path: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    lines = [f"POST {path} HTTP/1.1", f"Host: {HOST}", f"Content-Length: {len(body)}"]
-    lines += [f"{key}: {value}" for key, value in (headers or {"Content-Type": "application/json"}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    """One complete POST to the service under attack (JSON unless ``headers`` say otherwise)."""
+    return build_request(HOST, path, body, headers)
 
 
 async def _httpx_answer(

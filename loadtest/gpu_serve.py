@@ -32,7 +32,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from loadtest.service_bench.load import build_request, closed_loop
+from loadtest.service_bench.load import build_request, closed_loop, v2_ctr_body
 from loadtest.service_process import HOST, ServiceProcess, http_get
 
 logger = logging.getLogger(__name__)
@@ -89,29 +89,7 @@ def requests_for(shape_name: str, rows_scale: float, batch: int, count: int = 8)
     from loadtest.shapes import get_shape
 
     shape = get_shape(shape_name).scaled(rows_scale)
-    bodies = []
-    for dense, ids in inputs_for(shape, batch)[:count]:
-        bodies.append(
-            json.dumps(
-                {
-                    "inputs": [
-                        {
-                            "name": "dense",
-                            "shape": list(dense.shape),
-                            "datatype": "FP32",
-                            "data": dense.ravel().tolist(),
-                        },
-                        {
-                            "name": "categorical",
-                            "shape": list(ids.shape),
-                            "datatype": "INT64",
-                            "data": ids.ravel().tolist(),
-                        },
-                    ]
-                }
-            ).encode()
-        )
-    return bodies
+    return [v2_ctr_body(dense, ids) for dense, ids in inputs_for(shape, batch)[:count]]
 
 
 def start_service(

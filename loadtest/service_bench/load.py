@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -33,6 +35,16 @@ def build_request(host: str, path: str, body: bytes, headers: dict[str, str] | N
     lines = [f"POST {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(body)}"]
     lines += [f"{key}: {value}" for key, value in (headers or {"Content-Type": "application/json"}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+def v2_ctr_body(dense: Any, categorical: Any) -> bytes:
+    """A JSON v2 infer body for a CTR model: ``dense`` FP32 and ``categorical`` INT64 arrays (NumPy)."""
+    tensors = [("dense", "FP32", dense), ("categorical", "INT64", categorical)]
+    inputs = [
+        {"name": name, "shape": list(array.shape), "datatype": datatype, "data": array.ravel().tolist()}
+        for name, datatype, array in tensors
+    ]
+    return json.dumps({"inputs": inputs}).encode()
 
 
 class Connection:

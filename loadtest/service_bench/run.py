@@ -26,7 +26,14 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
-from loadtest.service_bench.load import LoadResult, build_request, closed_loop, open_loop, percentile
+from loadtest.service_bench.load import (
+    LoadResult,
+    build_request,
+    closed_loop,
+    open_loop,
+    percentile,
+    v2_ctr_body,
+)
 from loadtest.service_process import HOST, ServiceProcess
 from loadtest.synthetic import CtrShape, ctr_model, write_entry
 
@@ -96,23 +103,7 @@ def _features(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarr
 
 def _body(dense: np.ndarray, categorical: np.ndarray, encoding: Encoding) -> tuple[bytes, dict[str, str]]:
     if encoding is Encoding.JSON:
-        document = {
-            "inputs": [
-                {
-                    "name": "dense",
-                    "shape": list(dense.shape),
-                    "datatype": "FP32",
-                    "data": dense.ravel().tolist(),
-                },
-                {
-                    "name": "categorical",
-                    "shape": list(categorical.shape),
-                    "datatype": "INT64",
-                    "data": categorical.ravel().tolist(),
-                },
-            ]
-        }
-        return json.dumps(document).encode(), {"Content-Type": "application/json"}
+        return v2_ctr_body(dense, categorical), {"Content-Type": "application/json"}
     header = json.dumps(
         {
             "inputs": [
