@@ -583,12 +583,12 @@ class PinnedBuffers:
 class HybridModel(LoadedModel):
     """A model served in two sessions: lookup (CPU provider, host tables) then dense (the device).
 
-    ``run`` holds one lock per stage, so two batches in flight (the batch queue's two workers) overlap: the
-    lookup of batch n+1 runs while batch n is in the dense part.
+    ``run`` holds one lock per stage, so with the dense part on the GPU two batches in flight (the batch
+    queue's two workers) overlap: the lookup of batch n+1 runs while batch n is in the dense part. With both
+    parts on the CPU one batch is in flight (``pipeline_depth`` 1; see the module docstring).
     """
 
     placement = Placement.HYBRID
-    pipeline_depth = 2
 
     def __init__(
         self,
