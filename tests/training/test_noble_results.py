@@ -21,7 +21,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _config(data: Path, out: Path, part: str = "all", **extra: object) -> ResultsConfig:
     cv = CvConfig(base=NobleTrainConfig(members=1, epochs=2, hidden=(32,), cell_sizes=(4.0, 8.0)),
-                  folds=3, augmentations=((0.0, 0.0), (8.0, 0.2)), epochs=(2, 3), members=(1, 2))
+                  folds=3, augmentations=((0.0, 0.0), (8.0, 0.2)), epochs=(2, 3), members=(1, 2),
+                  networks=(((32,), 0.0), ((32,), 30.0)))
     return ResultsConfig(data=data, out=out, cv=cv, seeds=2, imu_train_walks=6, imu_test_walks=4, part=part,
                          imu_val_walks=4, imu_seeds=2, imu_select_walks=4, imu_select_epochs=1,
                          **extra)  # type: ignore[arg-type]
@@ -39,8 +40,11 @@ def test_results_pages_json_and_plots(tmp_path: Path) -> None:
     assert final["seeds_done"] == 2 and set(final["summary"]["noble"]["seeds"]) == {0, 100}
     assert written["cv"]["complete"]
     assert written["cv"]["chosen"]["decode_label"] == written["served"]["decode_label"]
-    served = next(r for r in written["final"]["rows"] if r["method"] == "noble" and r["seed"] == 0)
+    served = next(r for r in written["final"]["rows"]
+                  if r["method"] == written["served"]["method"] and r["seed"] == 0)
     assert written["served"]["validation"] == served
+    assert {r["stage"] for r in written["cv"]["rows"]} == {"1 augmentation", "2 epochs", "3 network",
+                                                          "4 ensemble size"}
     imu = written["imu"]
     assert set(imu["errors"]) == {"PDR, no calibration", "PDR", "map-matching particle filter",
                                   "NObLe tracker", "particle filter x NObLe cell likelihood",

@@ -66,6 +66,10 @@ def test_decode_grid_covers_kinds_sizes_and_snapping() -> None:
     assert {d.cell_sizes for d in grid} >= {(2.0,), (4.0,), (8.0,), (2.0, 4.0), (2.0, 4.0, 8.0), (4.0, 8.0)}
 
 
+def chosen_relative(result: dict[str, Any]) -> float:
+    return float(result["chosen"]["train"]["relative_db"])
+
+
 def test_staged_search_picks_by_cv_and_never_reads_validation(tmp_path: Path) -> None:
     data = write_synthetic_uji(tmp_path / "uji", train_rows=300, validation_rows=30, seed=4)
     train, _ = load_splits(data)
@@ -74,12 +78,19 @@ def test_staged_search_picks_by_cv_and_never_reads_validation(tmp_path: Path) ->
     config = CvConfig(base=NobleTrainConfig(members=1, epochs=2, hidden=(32,), cell_sizes=(4.0, 8.0),
                                             batch_size=64, lr=1e-2),
                       folds=3, augmentations=((0.0, 0.0), (6.0, 0.1)), epochs=(2, 3), members=(1, 2),
-                      tolerance_m=1000.0)
+                      networks=(((32,), 0.0), ((32,), 30.0)), tolerance_m=1000.0)
     result = CrossValidation(train, config, on_stage=lambda r: stages.append(r["complete"])).run()
-    assert stages == [False, False, True]
+    assert stages == [False, False, False, True]
     rows = result["rows"]
-    assert {r["stage"] for r in rows} == {"1 augmentation", "2 epochs", "3 ensemble size"}
-    assert len(rows) == 4 * len(decode_grid((4.0, 8.0)))  # 2 augmentations + 1 epoch count + 1 ensemble
+    assert {r["stage"] for r in rows} == {"1 augmentation", "2 epochs", "3 network", "4 ensemble size"}
+    # 2 augmentations + 1 more epoch count + 1 more network + 1 more ensemble size
+    assert len(rows) == 5 * len(decode_grid((4.0, 8.0)))
+    assert {r["relative_db"] for r in rows if r["stage"] == "3 network"} == {30.0}  # the base is scored
+    train_chosen = result["chosen"]["train"]
+    networks = [r for r in rows if r["stage"] != "4 ensemble size" and r["epochs"] == train_chosen["epochs"]
+                and r["offset_db"] == train_chosen["offset_db"]]  # stage 3's candidates, the base included
+    assert {r["relative_db"] for r in networks} == {0.0, 30.0}
+    assert chosen_relative(result) == min(networks, key=lambda r: r["cv_mean_error_m"])["relative_db"]
     assert all(len(r["fold_mean_error_m"]) == 3 and sum(r["fold_rows"]) == len(train) for r in rows)
     chosen = result["chosen"]
     assert chosen["train"]["members"] == 1  # a huge tolerance: one net is "as good"

@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--drop-prob", type=float, default=defaults.drop_prob, help="access point dropping augmentation")
     add("--hidden", type=_ints, default=defaults.hidden, help="hidden widths, e.g. 512,512")
     add("--dropout", type=float, default=defaults.dropout)
+    add("--relative-db", type=float, default=defaults.relative_db,
+        help="span of the gain-free relative input channel in dB (0: powed RSSI only)")
     add("--top-k", type=int, default=defaults.top_k, help="cells averaged by the topk and plan decodes")
     add("--decode", choices=[d.value for d in Decode], default=Decode.PLAN.value,
         help="the model's decode (training.noble.decoding)")
@@ -102,7 +104,7 @@ def scores(model: NobleLocalizer, split: UjiSplit) -> dict[str, dict[str, float]
     model's top-k and resolutions (plan: snapping beyond the finest cell)."""
     decodes = {"served": model.decode}
     for kind in Decode:
-        snap = model.cell_sizes[0] if kind is Decode.PLAN else None
+        snap = model.cell_sizes[0] if kind in (Decode.PLAN, Decode.BUILDING) else None
         decodes[kind.value] = DecodeConfig(kind, model.decode.top_k, model.decode.cell_sizes, snap)
     truth = split.truth()
     return {name: evaluate(predict(model, split.rssi, d), truth).to_dict() for name, d in decodes.items()}
@@ -149,9 +151,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         config = NobleTrainConfig(
             cell_sizes=args.cell_sizes, members=members, epochs=epochs, batch_size=args.batch_size,
             lr=args.lr, weight_decay=args.weight_decay, offset_db=args.offset_db, drop_prob=args.drop_prob,
-            hidden=args.hidden, dropout=args.dropout, top_k=args.top_k, seed=args.seed)
+            hidden=args.hidden, dropout=args.dropout, top_k=args.top_k, seed=args.seed,
+            relative_db=args.relative_db)
         snap = args.snap_m if args.snap_m is not None else config.cell_sizes[0]
-        decode = DecodeConfig(Decode(args.decode), args.top_k, None, snap if args.decode == "plan" else None)
+        decode = DecodeConfig(Decode(args.decode), args.top_k, None,
+                              snap if args.decode in ("plan", "building") else None)
     args.data = _data_dir(args)
     train, validation = load_splits(args.data)
     holdout = None

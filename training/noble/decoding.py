@@ -11,6 +11,11 @@ Three decodes, each over a chosen subset of the network's resolutions (``cell_si
   resolutions; when that point is farther than ``snap_m`` from every occupied finest cell of the floor
   (it fell between corridors), it is replaced by the nearest occupied cell's centre. The result is thus
   on the predicted building-floor, within ``snap_m`` of a place where training fingerprints were taken.
+- ``building``: on the floor plan too, but the weighted mean is taken over the ``top_k`` most probable
+  cells of EVERY floor of the predicted building (floors are stacked, so a neighbouring floor's
+  probability still says where in the plan the phone is); the point is then snapped onto the predicted
+  building-floor exactly as ``plan`` does (``snap_m`` is required), so it too ends within ``snap_m`` of
+  an occupied cell of the predicted building-floor.
 
 A cell's centre is the mean of its training positions, so ``centre`` and ``top_k = 1`` of ``plan``
 always return such a place.
@@ -25,6 +30,7 @@ from typing import Any
 import torch
 
 SNAP_FAR = 1e12  # squared distance given to cells of other building-floors when snapping
+FLOORS_PER_BUILDING = 5  # building-floor index = building * 5 + floor
 
 
 class Decode(StrEnum):
@@ -33,6 +39,7 @@ class Decode(StrEnum):
     CENTRE = "centre"
     TOPK = "topk"
     PLAN = "plan"
+    BUILDING = "building"
 
 
 @dataclass(frozen=True)
@@ -40,11 +47,12 @@ class DecodeConfig:
     """One decode.
 
     Args:
-        kind: centre, topk (all building-floors) or plan (the predicted building-floor only).
+        kind: centre, topk (all building-floors), plan (the predicted building-floor only) or building
+            (the predicted building's floors, snapped onto the predicted floor).
         top_k: cells averaged per resolution (topk and plan).
         cell_sizes: resolutions used, by cell side in metres (None: all of the model's).
-        snap_m: plan only: farther than this from every occupied finest cell of the predicted
-            building-floor, the point snaps to the nearest one (None: never snap).
+        snap_m: plan and building: farther than this from every occupied finest cell of the predicted
+            building-floor, the point snaps to the nearest one (None: never snap; building requires it).
 
     Example:
         >>> DecodeConfig(Decode.PLAN, top_k=4, cell_sizes=(2.0, 4.0)).label()
@@ -66,6 +74,8 @@ class DecodeConfig:
             object.__setattr__(self, "cell_sizes", tuple(sorted(float(s) for s in self.cell_sizes)))
         if self.snap_m is not None and not self.snap_m > 0:
             raise ValueError(f"snap_m must be positive or None, got {self.snap_m}")
+        if self.kind is Decode.BUILDING and self.snap_m is None:
+            raise ValueError("the building decode needs snap_m (it snaps onto the predicted floor)")
 
     def label(self) -> str:
         sizes = "all cells" if self.cell_sizes is None else \
@@ -73,7 +83,7 @@ class DecodeConfig:
         if self.kind is Decode.CENTRE:
             return f"centre {sizes}"
         snap = ""
-        if self.kind is Decode.PLAN:
+        if self.kind in (Decode.PLAN, Decode.BUILDING):
             snap = " no snap" if self.snap_m is None else f" snap {self.snap_m:g} m"
         return f"{self.kind.value} k={self.top_k} {sizes}{snap}"
 
@@ -129,7 +139,15 @@ def decode_xy(cells: list[torch.Tensor], centres: list[torch.Tensor], on_floor: 
     if config.kind is Decode.TOPK:
         return torch.stack([_weighted_top(cells[r], centres[r], config.top_k) for r in used]).mean(dim=0)
     masks = {r: on_floor[r].t()[building_floor] for r in set(used) | {0}}  # (B, C_r): 1 on the floor
-    xy = torch.stack([_weighted_top(cells[r] * masks[r], centres[r], config.top_k) for r in used]).mean(dim=0)
+    weigh = masks
+    if config.kind is Decode.BUILDING:  # 1 on every floor of the predicted building
+        building = torch.div(building_floor, FLOORS_PER_BUILDING, rounding_mode="floor")  # (B,)
+        weigh = {}
+        for r in used:
+            cell_building = torch.div(torch.argmax(on_floor[r], dim=1), FLOORS_PER_BUILDING,
+                                      rounding_mode="floor")  # (C_r,)
+            weigh[r] = (cell_building[None, :] == building[:, None]).to(cells[r].dtype)
+    xy = torch.stack([_weighted_top(cells[r] * weigh[r], centres[r], config.top_k) for r in used]).mean(dim=0)
     if config.snap_m is None:
         return xy
     squared = ((xy[:, None, :] - centres[0][None, :, :]) ** 2).sum(dim=2) + (1.0 - masks[0]) * SNAP_FAR

@@ -18,7 +18,10 @@ and floor heads' probabilities.
 Input preprocessing (inside the model, so the exported graph takes raw dBm): "not detected" (100) and
 anything below -104 dBm become -104; x = ((rssi + 104) / 104) clipped to [0, 1] and raised to the power
 ``exponent`` (e by default: the "powed" representation, which stretches the strong, informative
-readings and squashes the weak, noisy ones).
+readings and squashes the weak, noisy ones). With ``relative_db > 0`` a second, gain-free channel is
+appended (``RelativeRssi``): each detected access point's level below the row's strongest one,
+(rssi - max + relative_db) / relative_db clipped to [0, 1], 0 when not detected. A phone with another
+antenna gain shifts every reading of a row by about the same dB; this channel does not move.
 
 Coordinates inside the model are metres relative to ``origin`` (float32 is exact enough there; UTM
 latitudes near 4.86e6 m are not: float32 spacing there is 0.5 m).
@@ -34,15 +37,14 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from training.noble.decoding import Decode, DecodeConfig, decode_xy
+from training.noble.decoding import FLOORS_PER_BUILDING, Decode, DecodeConfig, decode_xy
 
 __all__ = ["FLOORS_PER_BUILDING", "NOT_DETECTED", "NUM_APS", "CellGrid", "Decode", "DecodeConfig",
-           "NobleConfig", "NobleLocalizer", "NobleNet", "PowedRssi", "powed_rssi"]
+           "NobleConfig", "NobleLocalizer", "NobleNet", "PowedRssi", "RelativeRssi", "powed_rssi"]
 
 NUM_APS = 520
 NOT_DETECTED = 100.0
 FLOOR_DBM = -104.0
-FLOORS_PER_BUILDING = 5
 
 
 def powed_rssi(rssi: npt.NDArray[np.floating], exponent: float = math.e) -> npt.NDArray[np.float32]:
@@ -65,6 +67,49 @@ class PowedRssi(nn.Module):
     def forward(self, rssi: torch.Tensor) -> torch.Tensor:
         x = torch.where(rssi == NOT_DETECTED, torch.full_like(rssi, FLOOR_DBM), rssi)
         return torch.clamp((x - FLOOR_DBM) / -FLOOR_DBM, 0.0, 1.0) ** self.exponent
+
+
+class RelativeRssi(nn.Module):
+    """Raw dBm (100 = not detected) -> every detected reading's level below the row's strongest one:
+    (rssi - row max + span_db) / span_db clipped to [0, 1]; 0 when not detected (or when nothing is).
+
+    Args:
+        span_db: readings this far or farther below the strongest one become 0.
+    """
+
+    def __init__(self, span_db: float) -> None:
+        super().__init__()
+        if not span_db > 0:
+            raise ValueError(f"span_db must be positive, got {span_db}")
+        self.span_db = span_db
+
+    def forward(self, rssi: torch.Tensor) -> torch.Tensor:
+        seen = rssi != NOT_DETECTED
+        level = torch.where(seen, rssi, torch.full_like(rssi, 2 * FLOOR_DBM))
+        strongest = torch.amax(level, dim=1, keepdim=True)  # (B, 1)
+        relative = torch.clamp((level - strongest + self.span_db) / self.span_db, 0.0, 1.0)
+        return torch.where(seen, relative, torch.zeros_like(relative))
+
+
+class RssiFeatures(nn.Module):
+    """The network's input: powed RSSI [B, 520], and with ``relative_db > 0`` the ``RelativeRssi``
+    channel after it [B, 1040].
+
+    Args:
+        exponent: power of the powed representation.
+        relative_db: span of the relative channel (0: no relative channel).
+    """
+
+    def __init__(self, exponent: float, relative_db: float) -> None:
+        super().__init__()
+        self.powed = PowedRssi(exponent)
+        self.relative = RelativeRssi(relative_db) if relative_db > 0 else None
+
+    def forward(self, rssi: torch.Tensor) -> torch.Tensor:
+        powed = self.powed(rssi)
+        if self.relative is None:
+            return powed
+        return torch.cat([powed, self.relative(rssi)], dim=1)
 
 
 @dataclass(frozen=True)
@@ -118,6 +163,7 @@ class NobleConfig:
         exponent: power of the powed input representation.
         num_buildings: building classes.
         top_k: cells averaged by the ``topk`` decode.
+        relative_db: span of the gain-free ``RelativeRssi`` input channel (0: powed RSSI only).
 
     Example:
         >>> NobleConfig(num_cells=(700, 400)).hidden
@@ -131,6 +177,7 @@ class NobleConfig:
     num_buildings: int = 3
     top_k: int = 4
     num_aps: int = field(default=NUM_APS)
+    relative_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.num_cells or min(self.num_cells) < 1:
@@ -143,10 +190,18 @@ class NobleConfig:
             raise ValueError(f"exponent must be positive, got {self.exponent}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+        if self.relative_db < 0:
+            raise ValueError(f"relative_db must be >= 0 (0: off), got {self.relative_db}")
+
+    @property
+    def input_width(self) -> int:
+        """Features per row after preprocessing (520, or 1040 with the relative channel)."""
+        return self.num_aps * (2 if self.relative_db > 0 else 1)
 
 
 class NobleNet(nn.Module):
-    """One NObLe classifier: powed RSSI -> MLP -> logits of cells (per resolution), building and floor.
+    """One NObLe classifier: powed RSSI (and the relative channel) -> MLP -> logits of cells (per
+    resolution), building and floor.
 
     Args:
         config: the architecture.
@@ -155,9 +210,9 @@ class NobleNet(nn.Module):
     def __init__(self, config: NobleConfig) -> None:
         super().__init__()
         self.config = config
-        self.preprocess = PowedRssi(config.exponent)
+        self.preprocess = RssiFeatures(config.exponent, config.relative_db)
         layers: list[nn.Module] = []
-        width = config.num_aps
+        width = config.input_width
         for hidden in config.hidden:
             layers += [nn.Linear(width, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
                        nn.Dropout(config.dropout)]
@@ -210,7 +265,9 @@ class NobleLocalizer(nn.Module):
     def decode_config(self, decode: DecodeConfig | Decode | str) -> DecodeConfig:
         """``decode`` as a full ``DecodeConfig`` (checked against this model's resolutions)."""
         if not isinstance(decode, DecodeConfig):
-            decode = DecodeConfig(Decode(decode), top_k=self.config.top_k, snap_m=None)
+            kind = Decode(decode)  # building always snaps: beyond the finest cell
+            decode = DecodeConfig(kind, top_k=self.config.top_k,
+                                  snap_m=self.cell_sizes[0] if kind is Decode.BUILDING else None)
         if decode.cell_sizes is not None and not set(decode.cell_sizes) <= set(self.cell_sizes):
             raise ValueError(f"decode uses cell sizes {decode.cell_sizes}, the model has {self.cell_sizes}")
         return decode

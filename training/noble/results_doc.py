@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from training.noble.selection import network_name
+
 METRIC_COLUMNS = ("mean_error_m", "median_error_m", "p75_error_m", "p95_error_m", "building_hit", "floor_hit",
                   "evaal_error_m")
 HEADER = "| method | mean (m) | median (m) | p75 (m) | p95 (m) | building hit | floor hit | EvAAL (m) |"
@@ -62,8 +64,8 @@ def _cv_tables(cv: dict[str, Any]) -> list[str]:
     rows = cv["rows"]
     settings = list(dict.fromkeys((r["stage"], r["setting"]) for r in rows))
     lines = ["| stage | training setting | best decode (CV mean m) | best centre | best old topk | "
-             "old topk, k = 4, all cells (the first decode) | best plan (new) | CV floor hit | "
-             "CV building hit |", "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "old topk, k = 4, all cells (the first decode) | best plan | best building | CV floor hit | "
+             "CV building hit |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     sizes = [float(s) for s in cv["search"]["base"]["cell_sizes"]]
     first_decode = {"kind": "topk", "top_k": 4, "cell_sizes": sizes, "snap_m": None}
     for stage, setting in settings:
@@ -77,9 +79,15 @@ def _cv_tables(cv: dict[str, Any]) -> list[str]:
         first = [r for r in group if r["decode_config"] == first_decode]
         first_text = f"{first[0]['cv_mean_error_m']:.2f}" if first else "-"
         lines.append(f"| {stage} | {setting} | {best['decode']} ({best['cv_mean_error_m']:.2f}) | "
-                     f"{of('centre')} | {of('topk')} | {first_text} | {of('plan')} | "
+                     f"{of('centre')} | {of('topk')} | {first_text} | {of('plan')} | {of('building')} | "
                      f"{100 * best['cv_floor_hit']:.2f}% | {100 * best['cv_building_hit']:.2f}% |")
     return lines
+
+
+def _networks(search: dict[str, Any]) -> str:
+    """The stage-3 candidates as text (results written before stage 3 existed list none)."""
+    networks = search.get("networks") or [[search["base"]["hidden"], 0.0]]
+    return "[" + ", ".join(network_name(tuple(h), float(r)) for h, r in networks) + "]"
 
 
 def _top_decodes(cv: dict[str, Any], count: int = 8) -> list[str]:
@@ -307,7 +315,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
             "rows; the CV error is the mean over all training rows (each scored once by a network that never "
             f"saw its person or phone). The search is staged to fit the CPU: (1) augmentation (offset dB, "
             f"drop probability) in {search['augmentations']} at {search['epochs'][0]} epochs; (2) epochs in "
-            f"{search['epochs']} at the chosen augmentation; (3) ensemble size in {search['members']}: the "
+            f"{search['epochs']} at the chosen augmentation; (3) the network (hidden widths, and the input: "
+            "powed RSSI alone or with the gain-free relative channel, `relative N dB`) in "
+            f"{_networks(search)}; (4) ensemble size in {search['members']}: the "
             f"smallest within {search['tolerance_m']} m of the best. Each network has heads for cells of "
             f"{'/'.join(f'{s:g}' for s in search['base']['cell_sizes'])} m; the cell sizes used to decode, "
             f"the decode kind, top-k and snapping ({search['decodes']} decodes) are scored on every fold "
@@ -316,7 +326,11 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
             "Decodes: `centre` = the most probable cell's centre; `topk` (the first decode of this "
             "project) = probability-weighted mean of the top-k cells of ALL building-floors; `plan` (new) = "
             "the same restricted to the predicted building-floor, snapped to the nearest occupied cell of "
-            "that floor when farther than `snap` from all of them (`training/noble/decoding.py`).",
+            "that floor when farther than `snap` from all of them; `building` (new) = the weighted mean over "
+            "the top-k cells of every floor of the predicted building (floors are stacked, so a neighbouring "
+            "floor's probability still says where in the plan the phone is), then snapped onto the predicted "
+            "building-floor as `plan` does (`training/noble/decoding.py`). `plan` and `building` keep the "
+            "prediction on the predicted building-floor, within `snap` of an occupied cell.",
             "",
             *_cv_tables(cv),
             "",

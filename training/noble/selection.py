@@ -11,9 +11,11 @@ Search (staged, so it fits a small CPU; every stage's candidates are listed in `
 
 1. augmentation strengths, at the first epoch count, one network per fold;
 2. epochs, at the chosen augmentation;
-3. ensemble size, at the chosen augmentation and epochs: the smallest ensemble within ``tolerance_m``
-   of the best CV error is chosen ("one net if it is as good");
-4. the decode (kind, top-k, resolutions, snapping) is chosen jointly with each stage's candidates and
+3. the network: hidden widths and the input (powed RSSI alone, or with the gain-free relative channel of
+   ``training.noble.model.RelativeRssi``), at the chosen augmentation and epochs;
+4. ensemble size, at the chosen setting: the smallest ensemble within ``tolerance_m`` of the best CV
+   error is chosen ("one net if it is as good");
+5. the decode (kind, top-k, resolutions, snapping) is chosen jointly with each stage's candidates and
    finally for the chosen training setting; decodes cost no training, so every one in ``decode_grid``
    is scored on every fold model.
 
@@ -77,19 +79,23 @@ def make_folds(split: UjiSplit, folds: int) -> list[npt.NDArray[np.bool_]]:
 
 
 def decode_grid(cell_sizes: tuple[float, ...]) -> list[DecodeConfig]:
-    """Every decode scored in CV: centre per resolution; topk (all floors) and plan (predicted floor)
-    with k in {1, 2, 4, 8} over single resolutions and nested sets; plan without snapping or snapping
-    beyond 1x / 2x the finest cell."""
+    """Every decode scored in CV: centre per resolution; over single resolutions and nested sets, topk
+    (all floors) with k in {2, 4, 8, 16}, plan (predicted floor) with k in {1, 2, 4, 8, 16} without
+    snapping or snapping beyond 1x / 2x the finest cell, and building (the predicted building's floors,
+    snapped onto the predicted floor) with k in {2, 4, 8, 16} snapping beyond 1x / 2x the finest cell."""
     subsets = [(s,) for s in cell_sizes] + [cell_sizes[:i] for i in range(2, len(cell_sizes) + 1)]
     subsets += [cell_sizes[1:]] if len(cell_sizes) > 2 else []
     finest = cell_sizes[0]
     grid = [DecodeConfig(Decode.CENTRE, 1, (s,), None) for s in cell_sizes]
     for subset in subsets:
-        for k in (2, 4, 8):
+        for k in (2, 4, 8, 16):
             grid.append(DecodeConfig(Decode.TOPK, k, subset, None))
-        for k in (1, 2, 4, 8):
+        for k in (1, 2, 4, 8, 16):
             for snap in (None, finest, 2 * finest):
                 grid.append(DecodeConfig(Decode.PLAN, k, subset, snap))
+        for k in (2, 4, 8, 16):
+            for snap in (finest, 2 * finest):
+                grid.append(DecodeConfig(Decode.BUILDING, k, subset, snap))
     return grid
 
 
@@ -102,20 +108,27 @@ class CvConfig:
         folds: leave-users-out folds.
         augmentations: (offset_db, drop_prob) candidates.
         epochs: epoch candidates (the first is used in stage 1).
+        networks: (hidden widths, relative_db) candidates of stage 3 (relative_db 0: powed RSSI only);
+            the first should be ``base``'s.
         members: ensemble sizes (the first must be 1).
         tolerance_m: an ensemble this close to the best CV error counts as "as good".
     """
 
     base: NobleTrainConfig = field(default_factory=lambda: NobleTrainConfig(members=1, epochs=10))
     folds: int = 3
-    augmentations: tuple[tuple[float, float], ...] = ((0.0, 0.0), (8.0, 0.2), (12.0, 0.3))
-    epochs: tuple[int, ...] = (10, 20)
+    augmentations: tuple[tuple[float, float], ...] = ((0.0, 0.0), (8.0, 0.2), (12.0, 0.3), (16.0, 0.4))
+    epochs: tuple[int, ...] = (10, 20, 40)
+    networks: tuple[tuple[tuple[int, ...], float], ...] = (((512, 512), 0.0), ((512, 512), 40.0),
+                                                          ((1024, 1024), 0.0), ((1024, 1024), 40.0))
     members: tuple[int, ...] = (1, 2)
     tolerance_m: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.augmentations or not self.epochs or not self.members or self.members[0] != 1:
             raise ValueError("need >= 1 augmentation and epoch candidate, and members starting at 1")
+        if not self.networks or any(not hidden or min(hidden) < 1 or relative < 0
+                                    for hidden, relative in self.networks):
+            raise ValueError(f"need >= 1 network candidate with positive widths, got {self.networks}")
         if self.tolerance_m < 0:
             raise ValueError("tolerance_m must be >= 0")
 
@@ -129,10 +142,17 @@ class _FoldModels:
     localizers: list[NobleLocalizer]
 
 
+def network_name(hidden: tuple[int, ...], relative_db: float) -> str:
+    """``512x512`` or ``512x512 + relative 40 dB``."""
+    widths = "x".join(str(h) for h in hidden)
+    return widths if relative_db == 0 else f"{widths} + relative {relative_db:g} dB"
+
+
 def _setting_name(config: NobleTrainConfig, members: int) -> str:
     aug = "no augmentation" if config.offset_db == 0 and config.drop_prob == 0 else \
         f"offset {config.offset_db:g} dB, drop {config.drop_prob:g}"
-    return f"{aug}, {config.epochs} epochs, {members} net{'s' if members > 1 else ''}"
+    return (f"{aug}, {config.epochs} epochs, {network_name(config.hidden, config.relative_db)}, "
+            f"{members} net{'s' if members > 1 else ''}")
 
 
 class CrossValidation:
@@ -205,6 +225,7 @@ class CrossValidation:
             rows.append({"stage": stage, "setting": name, "decode": decode.label(),
                          "decode_config": decode.to_dict(), "offset_db": entry.config.offset_db,
                          "drop_prob": entry.config.drop_prob, "epochs": entry.config.epochs,
+                         "hidden": list(entry.config.hidden), "relative_db": entry.config.relative_db,
                          "members": members, "cv_mean_error_m": round(float(pooled.mean()), 4),
                          "cv_median_error_m": round(float(np.median(pooled)), 4),
                          "fold_mean_error_m": [round(float(e.mean()), 4) for e in per_fold],
@@ -237,7 +258,7 @@ class CrossValidation:
                 "search": {**asdict(self.config), "decodes": len(self.decodes)}}
 
     def run(self) -> dict[str, Any]:
-        """Stages 1-3; returns ``result`` with ``chosen``: the training config, members and decode."""
+        """Stages 1-4; returns ``result`` with ``chosen``: the training config, members and decode."""
         cv = self.config
         first = replace(cv.base, members=1, epochs=cv.epochs[0])
         stage1 = self._stage("1 augmentation", [(replace(first, offset_db=o, drop_prob=p), 1)
@@ -252,11 +273,20 @@ class CrossValidation:
         chosen_epochs = replace(chosen_aug, epochs=best["epochs"])
         self.on_stage(self.result(None, complete=False))
         stage3 = [r for r in stage2 if r["epochs"] == chosen_epochs.epochs]
-        stage3 += self._stage("3 ensemble size", [(chosen_epochs, m) for m in cv.members[1:]])
-        best_error = self._best(stage3)["cv_mean_error_m"]
-        members = min(r["members"] for r in stage3 if r["cv_mean_error_m"] <= best_error + cv.tolerance_m)
-        final = self._best([r for r in stage3 if r["members"] == members])
-        chosen = {"train": asdict(replace(chosen_epochs, members=members, seed=0)),
+        stage3 += self._stage("3 network", [
+            (replace(chosen_epochs, hidden=tuple(hidden), relative_db=relative), 1)
+            for hidden, relative in cv.networks
+            if (tuple(hidden), relative) != (chosen_epochs.hidden, chosen_epochs.relative_db)])
+        best = self._best(stage3)
+        chosen_network = replace(chosen_epochs, hidden=tuple(best["hidden"]), relative_db=best["relative_db"])
+        self.on_stage(self.result(None, complete=False))
+        stage4 = [r for r in stage3 if tuple(r["hidden"]) == chosen_network.hidden
+                  and r["relative_db"] == chosen_network.relative_db]
+        stage4 += self._stage("4 ensemble size", [(chosen_network, m) for m in cv.members[1:]])
+        best_error = self._best(stage4)["cv_mean_error_m"]
+        members = min(r["members"] for r in stage4 if r["cv_mean_error_m"] <= best_error + cv.tolerance_m)
+        final = self._best([r for r in stage4 if r["members"] == members])
+        chosen = {"train": asdict(replace(chosen_network, members=members, seed=0)),
                   "decode": final["decode_config"], "decode_label": final["decode"],
                   "cv_mean_error_m": final["cv_mean_error_m"], "setting": final["setting"],
                   "rule": f"lowest pooled CV mean 2D error; the smallest ensemble within {cv.tolerance_m} m "

@@ -71,6 +71,8 @@ class NobleTrainConfig:
         hidden: hidden layer widths.
         dropout: dropout after each hidden layer.
         top_k: cells averaged by the top-k decode.
+        relative_db: span of the gain-free relative input channel (``training.noble.model.RelativeRssi``;
+            0: powed RSSI only).
         seed: first member's seed.
 
     Example:
@@ -90,6 +92,7 @@ class NobleTrainConfig:
     dropout: float = 0.3
     top_k: int = 4
     seed: int = 0
+    relative_db: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.cell_sizes or min(self.cell_sizes) <= 0:
@@ -102,6 +105,8 @@ class NobleTrainConfig:
             raise ValueError("lr must be positive and weight decay >= 0")
         if self.offset_db < 0 or not 0 <= self.drop_prob < 1:
             raise ValueError("offset_db must be >= 0 and drop_prob in [0, 1)")
+        if self.relative_db < 0:
+            raise ValueError(f"relative_db must be >= 0 (0: off), got {self.relative_db}")
 
 
 def augment(rssi: torch.Tensor, config: NobleTrainConfig, generator: torch.Generator) -> torch.Tensor:
@@ -166,7 +171,7 @@ def train_noble(train: UjiSplit, config: NobleTrainConfig,
     origin = train.origin()
     grids, labels = fit_grids(train, origin, config.cell_sizes)
     model_config = NobleConfig(num_cells=tuple(len(g) for g in grids), hidden=config.hidden,
-                               dropout=config.dropout, top_k=config.top_k)
+                               dropout=config.dropout, top_k=config.top_k, relative_db=config.relative_db)
     logger.info("cells per resolution %s: %s", config.cell_sizes, model_config.num_cells)
     members = []
     for i in tqdm(range(config.members), desc="noble ensemble", unit="member"):
