@@ -90,16 +90,20 @@ def test_staged_search_picks_by_cv_and_never_reads_validation(tmp_path: Path) ->
     networks = [r for r in rows if r["stage"] != "4 ensemble size" and r["epochs"] == train_chosen["epochs"]
                 and r["offset_db"] == train_chosen["offset_db"]]  # stage 3's candidates, the base included
     assert {r["relative_db"] for r in networks} == {0.0, 30.0}
+    networks = [r for r in networks if r["decode_config"]["kind"] in ("plan", "building")]
     assert chosen_relative(result) == min(networks, key=lambda r: r["cv_mean_error_m"])["relative_db"]
     assert all(len(r["fold_mean_error_m"]) == 3 and sum(r["fold_rows"]) == len(train) for r in rows)
     chosen = result["chosen"]
     assert chosen["train"]["members"] == 1  # a huge tolerance: one net is "as good"
     stage1 = [r for r in rows if r["stage"] == "1 augmentation"]
-    best = min(stage1, key=lambda r: r["cv_mean_error_m"])
+    best = min((r for r in stage1 if r["decode_config"]["kind"] in ("plan", "building")),
+               key=lambda r: r["cv_mean_error_m"])
     chosen_aug = (chosen["train"]["offset_db"], chosen["train"]["drop_prob"])
     assert chosen_aug == (best["offset_db"], best["drop_prob"])
     same = [r for r in rows if r["setting"] == chosen["setting"]]
-    assert chosen["cv_mean_error_m"] == min(r["cv_mean_error_m"] for r in same)
+    on_plan = [r for r in same if r["decode_config"]["kind"] in ("plan", "building")]
+    assert chosen["decode"]["kind"] in ("plan", "building")  # only on-plan decodes may be chosen
+    assert chosen["cv_mean_error_m"] == min(r["cv_mean_error_m"] for r in on_plan)
     train_config, decode = chosen_configs(chosen)
     assert train_config.members == 1 and decode.label() == chosen["decode_label"]
     # an interrupted run resumed: every candidate scored before is reused, nothing is trained again

@@ -17,7 +17,10 @@ Search (staged, so it fits a small CPU; every stage's candidates are listed in `
    error is chosen ("one net if it is as good");
 5. the decode (kind, top-k, resolutions, snapping) is chosen jointly with each stage's candidates and
    finally for the chosen training setting; decodes cost no training, so every one in ``decode_grid``
-   is scored on every fold model.
+   is scored on every fold model. Every choice (of a stage's setting too) is made on the best decode
+   among ``CvConfig.choose_kinds``: by default the on-plan ``plan`` and ``building`` decodes, as
+   predictions must stay on the predicted building-floor; ``centre`` and ``topk`` are scored and
+   reported beside them.
 
 The validation file is not read here.
 """
@@ -112,6 +115,9 @@ class CvConfig:
             the first should be ``base``'s.
         members: ensemble sizes (the first must be 1).
         tolerance_m: an ensemble this close to the best CV error counts as "as good".
+        choose_kinds: the decode kinds a choice may pick (default: the on-plan ones, ``plan`` and
+            ``building``, which keep every prediction on the predicted building-floor); the others are
+            scored and reported beside them.
     """
 
     base: NobleTrainConfig = field(default_factory=lambda: NobleTrainConfig(members=1, epochs=10))
@@ -122,6 +128,7 @@ class CvConfig:
                                                           ((1024, 1024), 0.0), ((1024, 1024), 40.0))
     members: tuple[int, ...] = (1, 2)
     tolerance_m: float = 0.1
+    choose_kinds: tuple[str, ...] = (Decode.PLAN.value, Decode.BUILDING.value)
 
     def __post_init__(self) -> None:
         if not self.augmentations or not self.epochs or not self.members or self.members[0] != 1:
@@ -129,6 +136,8 @@ class CvConfig:
         if not self.networks or any(not hidden or min(hidden) < 1 or relative < 0
                                     for hidden, relative in self.networks):
             raise ValueError(f"need >= 1 network candidate with positive widths, got {self.networks}")
+        if not self.choose_kinds or not set(self.choose_kinds) <= {d.value for d in Decode}:
+            raise ValueError(f"choose_kinds must name decode kinds, got {self.choose_kinds}")
         if self.tolerance_m < 0:
             raise ValueError("tolerance_m must be >= 0")
 
@@ -235,7 +244,11 @@ class CrossValidation:
         return rows
 
     def _best(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        return min(rows, key=lambda r: r["cv_mean_error_m"])
+        """The row with the lowest pooled CV error among the decodes that may be chosen."""
+        eligible = [r for r in rows if r["decode_config"]["kind"] in self.config.choose_kinds]
+        if not eligible:
+            raise ValueError(f"no scored decode of the kinds {self.config.choose_kinds} to choose from")
+        return min(eligible, key=lambda r: r["cv_mean_error_m"])
 
     def _stage(self, stage: str, candidates: list[tuple[NobleTrainConfig, int]]) -> list[dict[str, Any]]:
         rows = []
@@ -289,8 +302,8 @@ class CrossValidation:
         chosen = {"train": asdict(replace(chosen_network, members=members, seed=0)),
                   "decode": final["decode_config"], "decode_label": final["decode"],
                   "cv_mean_error_m": final["cv_mean_error_m"], "setting": final["setting"],
-                  "rule": f"lowest pooled CV mean 2D error; the smallest ensemble within {cv.tolerance_m} m "
-                          "of the best"}
+                  "rule": f"lowest pooled CV mean 2D error among the {'/'.join(cv.choose_kinds)} decodes; "
+                          f"the smallest ensemble within {cv.tolerance_m} m of the best"}
         result = self.result(chosen, complete=True)
         self.on_stage(result)
         return result
