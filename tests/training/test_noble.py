@@ -22,6 +22,7 @@ from training.noble.model import (
     NobleLocalizer,
     NobleNet,
     PowedRssi,
+    RelativeRssi,
     powed_rssi,
 )
 from training.noble.train import NobleTrainConfig, augment, load_noble, predict, train_noble
@@ -39,6 +40,24 @@ def test_powed_preprocessing_matches_numpy_and_formula() -> None:
     expected = np.array([[0, 0, 0, 0.5**math.e, 1, (74 / 104) ** math.e]], dtype=np.float32)
     np.testing.assert_allclose(powed_rssi(rssi), expected, rtol=1e-6)
     np.testing.assert_allclose(PowedRssi()(torch.from_numpy(rssi)).numpy(), expected, rtol=1e-6)
+
+
+def test_relative_channel_is_gain_free() -> None:
+    rssi = torch.tensor([[100.0, -40.0, -60.0, -80.0, -95.0, 100.0]])
+    relative = RelativeRssi(40.0)
+    expected = torch.tensor([[0.0, 1.0, 0.5, 0.0, 0.0, 0.0]])  # strongest -> 1, 40 dB below -> 0
+    torch.testing.assert_close(relative(rssi), expected)
+    louder = torch.where(rssi == 100.0, rssi, rssi + 7.0)  # another phone's gain: every reading +7 dB
+    torch.testing.assert_close(relative(louder), expected)
+    torch.testing.assert_close(relative(torch.full((1, 6), 100.0)), torch.zeros(1, 6))  # nothing seen
+    net = NobleNet(NobleConfig(num_cells=(3,), hidden=(8,), relative_db=40.0))
+    first = net.body[0]
+    assert isinstance(first, torch.nn.Linear) and first.in_features == 2 * 520
+    assert net.preprocess(torch.full((2, 520), -50.0)).shape == (2, 1040)
+    with pytest.raises(ValueError, match="relative_db"):
+        NobleConfig(num_cells=(3,), relative_db=-1.0)
+    with pytest.raises(ValueError, match="span_db"):
+        RelativeRssi(0.0)
 
 
 def test_cell_grid_labels_and_centres_are_means_of_members() -> None:

@@ -64,6 +64,31 @@ def test_plan_decode_snaps_points_between_corridors() -> None:
     np.testing.assert_allclose(near, unsnapped, atol=1e-6)  # within snap_m: left where it is
 
 
+def test_building_decode_pools_the_building_floors_and_ends_on_the_predicted_floor() -> None:
+    # building 0: floor 1 has cells at (0, 0) and (20, 0); floor 2 has one at (20, 1) holding most mass
+    centres = np.array([[0.0, 0.0], [20.0, 0.0], [20.0, 1.0], [500.0, 500.0]])
+    grid = CellGrid(2.0, centres, np.array([1, 1, 2, 6]))
+    net = NobleNet(NobleConfig(num_cells=(4,), hidden=(4,)))
+    with torch.no_grad():
+        biases = [[math.log(p) for p in (0.3, 0.1, 0.6, 1e-6)], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0, 0.0, 0.0]]
+        for head, bias in zip([*net.cell_heads, net.building_head, net.floor_head], biases, strict=True):
+            assert isinstance(head, torch.nn.Linear)
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor(bias))
+    model = NobleLocalizer([net.eval()], [grid], origin=(0.0, 0.0), decode=Decode.PLAN).eval()
+    plan = _xy(model, DecodeConfig(Decode.PLAN, 2, None, None))  # floor 1 only: (0.3 * 0 + 0.1 * 20) / 0.4
+    np.testing.assert_allclose(plan, [5.0, 0.0], atol=1e-4)
+    pooled = _xy(model, DecodeConfig(Decode.BUILDING, 2, None, 8.0))  # floor 2's cell and floor 1's best
+    np.testing.assert_allclose(pooled, [0.6 * 20 / 0.9, 0.6 / 0.9], atol=1e-4)
+    assert np.linalg.norm(centres[:2] - pooled, axis=1).min() <= 8.0  # within snap of a floor-1 cell
+    snapped = _xy(model, DecodeConfig(Decode.BUILDING, 2, None, 4.0))  # 6.7 m from (20, 0): snapped onto it
+    np.testing.assert_allclose(snapped, [20.0, 0.0], atol=1e-5)
+    assert model.decode_config(Decode.BUILDING).snap_m == 2.0  # a bare kind snaps beyond the finest cell
+    with pytest.raises(ValueError, match="snap_m"):
+        DecodeConfig(Decode.BUILDING, 4, None, None)
+    assert DecodeConfig(Decode.BUILDING, 8, (4.0,), 2.0).label() == "building k=8 cells 4 m snap 2 m"
+
+
 def test_centre_and_resolution_subsets() -> None:
     model = _localizer([0.1, 0.6, 0.1, 0.1, 0.1], Decode.CENTRE, grids=2)
     np.testing.assert_allclose(_xy(model, DecodeConfig(Decode.CENTRE, 1, (4.0,), None)), [10.0, 0.0])
@@ -87,12 +112,14 @@ def test_decode_config_round_trip_and_validation() -> None:
         DecodeConfig(snap_m=0.0)
 
 
-def test_exported_graph_computes_the_plan_decode(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "relative_db"), [(Decode.PLAN, 0.0), (Decode.BUILDING, 40.0)])
+def test_exported_graph_computes_the_on_plan_decodes(tmp_path: Path, kind: Decode,
+                                                     relative_db: float) -> None:
     torch.manual_seed(0)
     coarse = [0, 2, 4]
     grids = [CellGrid(2.0, CENTRES, BUILDING_FLOOR), CellGrid(4.0, CENTRES[coarse], BUILDING_FLOOR[coarse])]
-    net = NobleNet(NobleConfig(num_cells=(5, 3), hidden=(16,))).eval()
-    model = NobleLocalizer([net], grids, (1000.0, 2000.0), DecodeConfig(Decode.PLAN, 2, None, 2.0)).eval()
+    net = NobleNet(NobleConfig(num_cells=(5, 3), hidden=(16,), relative_db=relative_db)).eval()
+    model = NobleLocalizer([net], grids, (1000.0, 2000.0), DecodeConfig(kind, 2, None, 2.0)).eval()
     rssi = np.random.default_rng(0).uniform(-100, -30, size=(64, 520)).astype(np.float32)
     rssi[:, ::3] = 100.0
     export_graph(model, tmp_path / "model.onnx")
