@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from training.imu.diagnose import components, table
 from training.imu.mapmatch import DistanceMap, ParticleConfig, map_match
 from training.imu.pdr import PdrConfig, dead_reckon, detect_steps
 from training.imu.simulator import GRAVITY, FloorGraph, SimConfig, simulate, simulate_walk, smooth_path
@@ -14,6 +15,7 @@ from training.imu.trackers import (
     Tracker,
     TrackerConfig,
     TrackerHead,
+    WalkSet,
     anchored,
     error_by_distance,
     make_walkset,
@@ -193,3 +195,25 @@ def test_trackers_train_and_report_error_by_distance() -> None:
         assert predicted.shape == walks.position.shape and np.isfinite(predicted).all()
     errors = error_by_distance(walks.pdr, walks, (5.0, 20.0))
     assert set(errors) == {"mean", "at_5m", "at_20m"} and errors["at_5m"] < errors["mean"] + 5
+
+
+def test_error_components_split_along_and_across_the_walk() -> None:
+    windows = 30
+    x = np.concatenate([np.zeros(3), np.arange(windows - 3) * 1.0])  # 3 windows at rest, then 1 m/window
+    position = np.stack([x, np.zeros(windows)], axis=1)[None]  # (1, W, 2): walking along +x
+    walks = WalkSet(imu=np.zeros((1, windows, 6), np.float32),
+                    pdr_features=np.zeros((1, windows, 32), np.float32),
+                    condition=np.zeros((1, 32), np.float32), floor=np.zeros(1, np.int64),
+                    start=position[:, 0], position=position, pdr=position, distance=x[None])
+    ahead_left = position + np.array([0.5, 0.2])  # 0.5 m ahead, 0.2 m to the walker's left
+    parts = components(ahead_left, walks, bands=((0.0, 10.0), (10.0, 100.0)))
+    assert [c.band for c in parts] == [(0.0, 10.0), (10.0, 100.0)]
+    for c in parts:
+        assert c.along_mean == pytest.approx(0.5) and c.along_abs == pytest.approx(0.5)
+        assert c.across_abs == pytest.approx(0.2) and c.error == pytest.approx(np.hypot(0.5, 0.2))
+    assert parts[0].windows == 10  # x = 0..9 m; the windows at rest (no direction) are left out
+    behind = components(position - np.array([0.3, 0.0]), walks, bands=((0.0, 100.0),))[0]
+    assert behind.along_mean == pytest.approx(-0.3) and behind.across_abs == pytest.approx(0.0)
+    assert "| PDR | 0-100 |" in table({"PDR": [behind]})
+    with pytest.raises(ValueError, match="does not match"):
+        components(position[:, :5], walks)
