@@ -472,8 +472,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc-only", action="store_true", help="re-render noble.md from noble.json")
     parser.add_argument("--resume", action="store_true",
                         help="reuse the CV candidates already scored in noble.json (an interrupted run)")
-    parser.add_argument("--cv-epochs", default="10,20", help="epoch candidates, the first used in stage 1")
-    parser.add_argument("--cv-members", default="1,2", help="ensemble sizes searched (first must be 1)")
+    search = CvConfig()
+    parser.add_argument("--cv-epochs", default=",".join(str(e) for e in search.epochs),
+                        help="epoch candidates, the first used in stage 1")
+    parser.add_argument("--cv-members", default=",".join(str(m) for m in search.members),
+                        help="ensemble sizes searched (first must be 1)")
     parser.add_argument("--imu-train-walks", type=int, default=ResultsConfig().imu_train_walks)
     parser.add_argument("--imu-test-walks", type=int, default=ResultsConfig().imu_test_walks)
     parser.add_argument("--imu-val-walks", type=int, default=ResultsConfig().imu_val_walks)

@@ -122,7 +122,8 @@ class CvConfig:
 
     base: NobleTrainConfig = field(default_factory=lambda: NobleTrainConfig(members=1, epochs=10))
     folds: int = 3
-    augmentations: tuple[tuple[float, float], ...] = ((0.0, 0.0), (8.0, 0.2), (12.0, 0.3), (16.0, 0.4))
+    augmentations: tuple[tuple[float, float], ...] = ((0.0, 0.0), (8.0, 0.2), (12.0, 0.3), (16.0, 0.4),
+                                                      (20.0, 0.5))
     epochs: tuple[int, ...] = (10, 20, 40)
     networks: tuple[tuple[tuple[int, ...], float], ...] = (((512, 512), 0.0), ((512, 512), 40.0),
                                                           ((1024, 1024), 0.0), ((1024, 1024), 40.0))
