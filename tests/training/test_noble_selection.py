@@ -16,6 +16,7 @@ from training.noble.selection import (
     CrossValidation,
     CvConfig,
     chosen_configs,
+    covered_rows,
     decode_grid,
     make_folds,
     user_phone_groups,
@@ -91,19 +92,19 @@ def test_staged_search_picks_by_cv_and_never_reads_validation(tmp_path: Path) ->
                 and r["offset_db"] == train_chosen["offset_db"]]  # stage 3's candidates, the base included
     assert {r["relative_db"] for r in networks} == {0.0, 30.0}
     networks = [r for r in networks if r["decode_config"]["kind"] in ("plan", "building")]
-    assert chosen_relative(result) == min(networks, key=lambda r: r["cv_mean_error_m"])["relative_db"]
+    assert chosen_relative(result) == min(networks, key=lambda r: r["cv_covered_mean_error_m"])["relative_db"]
     assert all(len(r["fold_mean_error_m"]) == 3 and sum(r["fold_rows"]) == len(train) for r in rows)
     chosen = result["chosen"]
     assert chosen["train"]["members"] == 1  # a huge tolerance: one net is "as good"
     stage1 = [r for r in rows if r["stage"] == "1 augmentation"]
     best = min((r for r in stage1 if r["decode_config"]["kind"] in ("plan", "building")),
-               key=lambda r: r["cv_mean_error_m"])
+               key=lambda r: r["cv_covered_mean_error_m"])
     chosen_aug = (chosen["train"]["offset_db"], chosen["train"]["drop_prob"])
     assert chosen_aug == (best["offset_db"], best["drop_prob"])
     same = [r for r in rows if r["setting"] == chosen["setting"]]
     on_plan = [r for r in same if r["decode_config"]["kind"] in ("plan", "building")]
     assert chosen["decode"]["kind"] in ("plan", "building")  # only on-plan decodes may be chosen
-    assert chosen["cv_mean_error_m"] == min(r["cv_mean_error_m"] for r in on_plan)
+    assert chosen["cv_covered_mean_error_m"] == min(r["cv_covered_mean_error_m"] for r in on_plan)
     train_config, decode = chosen_configs(chosen)
     assert train_config.members == 1 and decode.label() == chosen["decode_label"]
     # an interrupted run resumed: every candidate scored before is reused, nothing is trained again
@@ -116,3 +117,21 @@ def test_staged_search_picks_by_cv_and_never_reads_validation(tmp_path: Path) ->
     again = CrossValidation(train, replace(config, members=(1,)), timed, previous=rows).run()
     assert trained == [] and again["chosen"]["setting"] == chosen["setting"]
     assert all(r.get("reused") for r in again["rows"])
+
+
+def test_covered_rows_are_near_a_training_position_of_the_same_floor(tmp_path: Path) -> None:
+    data = write_synthetic_uji(tmp_path / "uji", train_rows=300, validation_rows=30, seed=4)
+    train, _ = load_splits(data)
+    fit, held = train.subset(np.arange(len(train)) % 2 == 0), train.subset(np.arange(len(train)) % 2 == 1)
+    origin = fit.origin()
+    fit_xy, held_xy = fit.local_xy(origin), held.local_xy(origin)
+    same_floor = ((held.building[:, None] == fit.building[None, :])
+                  & (held.floor[:, None] == fit.floor[None, :]))
+    pairwise = np.linalg.norm(held_xy[:, None] - fit_xy[None], axis=2)
+    distance = np.where(same_floor, pairwise, np.inf).min(axis=1)
+    for radius in (0.5, 4.0, 30.0):
+        np.testing.assert_array_equal(covered_rows(fit, held, radius), distance <= radius)
+    with pytest.raises(ValueError, match="criterion"):
+        CvConfig(criterion="median")
+    with pytest.raises(ValueError, match="covered_radius_m"):
+        CvConfig(covered_radius_m=0.0)
