@@ -65,6 +65,15 @@ def test_results_pages_json_and_plots(tmp_path: Path) -> None:
                  "noble_imu_error.png"):
         assert (tmp_path / "docs" / name).stat().st_size > 0
     assert (tmp_path / "run" / "checkpoint.pt").is_file()
+    # the search history: a finished search's digest is archived and the page lists it
+    docs = tmp_path / "docs"
+    assert main(["--archive-search", str(docs / "noble.json"), "--search-name", "s1", "--search-commit",
+                 "abc123", "--out", str(docs)]) == 0
+    history = json.loads((docs / "noble_searches.json").read_text())
+    assert [h["name"] for h in history] == ["s1"] and history[0]["criterion"] == "covered"
+    assert history[0]["summary"]["noble"] == written["final"]["summary"]["noble"]
+    page = (docs / "noble.md").read_text()
+    assert "## Search history" in page and "| s1 | abc123 | covered |" in page
 
 
 def test_parts_merge_and_resume_reuses_cv(tmp_path: Path) -> None:
@@ -72,6 +81,9 @@ def test_parts_merge_and_resume_reuses_cv(tmp_path: Path) -> None:
     out = tmp_path / "docs"
     wifi = run(_config(data, out, part="wifi"))
     assert wifi["partial"] is True and "imu" not in wifi and not (out / "noble.md").exists()
+    unfinished = out / "unfinished.json"
+    unfinished.write_text(json.dumps({**wifi, "final": {**wifi["final"], "seeds_done": 1}}))
+    assert main(["--archive-search", str(unfinished), "--search-name", "x", "--out", str(out)]) == 2
     chosen = wifi["cv"]["chosen"]["setting"], wifi["cv"]["chosen"]["decode_label"]
     resumed = run(_config(data, out, part="wifi", resume=True))
     assert all(r.get("reused") for r in resumed["cv"]["rows"])

@@ -38,7 +38,7 @@ from training.noble.data import UjiSplit, load_splits
 from training.noble.decoding import Decode, DecodeConfig
 from training.noble.metrics import LocalizationMetrics, Predictions, errors_2d, evaluate
 from training.noble.model import FLOORS_PER_BUILDING, NobleLocalizer
-from training.noble.results_doc import write_markdown
+from training.noble.results_doc import SEARCHES_JSON, write_markdown
 from training.noble.selection import CrossValidation, CvConfig, chosen_configs
 from training.noble.train import predict, save_noble, train_noble
 
@@ -407,6 +407,32 @@ def imu(train: UjiSplit, config: ResultsConfig, timer: Timer) -> dict[str, Any]:
             "particle_filter": asdict(particle_config)}
 
 
+def search_digest(result: dict[str, Any], name: str, commit: str) -> dict[str, Any]:
+    """What the search history keeps of one finished WiFi search (a ``noble.json``): its design, its
+    choice and its validation figures (the 5-seed summaries)."""
+    cv, final = result["cv"], result["final"]
+    if not cv.get("complete") or final["seeds_done"] != final["seeds_planned"]:
+        raise ValueError(f"search {name!r}: its noble.json is not finished (CV complete, every seed scored)")
+    search = cv["search"]
+    kinds = sorted({r["decode_config"]["kind"] for r in cv["rows"]})
+    return {"name": name, "commit": commit, "criterion": search.get("criterion", "pooled"),
+            "choose_kinds": search.get("choose_kinds", kinds), "decode_kinds": kinds,
+            "augmentations": search["augmentations"], "epochs": search["epochs"],
+            "networks": search.get("networks", [[search["base"]["hidden"], 0.0]]),
+            "members": search["members"], "decodes": search["decodes"], "chosen": cv["chosen"],
+            "seeds": final["seeds_done"], "summary": final["summary"]}
+
+
+def archive_search(noble_json: Path, name: str, commit: str, out: Path) -> Path:
+    """Add (or replace, by name) the digest of a finished search to ``out/noble_searches.json``."""
+    digest = search_digest(json.loads(noble_json.read_text()), name, commit)
+    path = out / SEARCHES_JSON
+    searches = json.loads(path.read_text()) if path.exists() else []
+    searches = [s for s in searches if s["name"] != name] + [digest]
+    path.write_text(json.dumps(searches, indent=2) + "\n")
+    return path
+
+
 WIFI_KEYS = ("config", "data", "cv", "final", "served", "baselines", "results")
 IMU_KEYS = ("imu",)
 
@@ -484,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="seeds of the NObLe tracker on the map-matched track")
     parser.add_argument("--run-dir", type=Path, help="also save the final ensemble here (python -m export)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1 suits a shared machine)")
+    parser.add_argument("--archive-search", type=Path, metavar="NOBLE_JSON",
+                        help="add a finished search's digest to OUT/noble_searches.json (with "
+                             "--search-name, --search-commit) and re-render the page")
+    parser.add_argument("--search-name", help="the archived search's name")
+    parser.add_argument("--search-commit", default="", help="the commit that produced the archived search")
     args = parser.parse_args(argv)
     logging.basicConfig(
         force=True,
@@ -492,6 +523,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
+        if args.archive_search is not None:
+            if not args.search_name:
+                raise ValueError("--archive-search needs --search-name")
+            archive_search(args.archive_search, args.search_name, args.search_commit, args.out)
+            args.doc_only = (args.out / "noble.json").exists()
         if args.doc_only:
             write_markdown(json.loads((args.out / "noble.json").read_text()), args.out / "noble.md")
             return 0

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from training.noble.selection import CRITERIA, network_name
 
+SEARCHES_JSON = "noble_searches.json"  # the search history, beside noble.json
 METRIC_COLUMNS = ("mean_error_m", "median_error_m", "p75_error_m", "p95_error_m", "building_hit", "floor_hit",
                   "evaal_error_m")
 HEADER = "| method | mean (m) | median (m) | p75 (m) | p95 (m) | building hit | floor hit | EvAAL (m) |"
@@ -108,6 +110,29 @@ def _criterion_text(cv: dict[str, Any]) -> str:
             "measured and a fingerprint model can only guess; a deployed model, like the validation file, "
             "is asked about new phones and people in the surveyed places. The pooled mean over all rows is "
             "shown beside it (the first two searches chose on it; see the search history below).")
+
+
+def _history(searches: list[dict[str, Any]]) -> list[str]:
+    """Every search design whose choice was scored on the validation file, in order (noble_searches.json)."""
+    lines = ["## Search history: every search design scored on the validation file", "",
+             "The validation file is read once per search design, after its CV choice. Designs changed "
+             "between searches (grids, criterion, decodes); every one that reached the validation file is "
+             f"listed here ({SEARCHES_JSON}), so a reader sees how many times it was read. The newest design "
+             "is the one this page reports and `make demo-models` serves.", "",
+             "| search | commit | CV criterion | chooses among | grid | chosen setting | chosen decode | "
+             "validation mean (m), 5 seeds | floor hit | building hit |",
+             "|---|---|---|---|---|---|---|---:|---:|---:|"]
+    for s in searches:
+        v = s["summary"]["noble"]
+        grid = (f"augmentation {s['augmentations']}, epochs {s['epochs']}, networks "
+                f"{_networks({'networks': s['networks'], 'base': {'hidden': s['networks'][0][0]}})}, "
+                f"members {s['members']}, {s['decodes']} decodes")
+        lines.append(f"| {s['name']} | {s['commit'] or '-'} | {s['criterion']} | "
+                     f"{'/'.join(s['choose_kinds'])} | {grid} | {s['chosen']['setting']} | "
+                     f"{s['chosen']['decode_label']} | {v['mean_error_m']['mean']:.2f} ± "
+                     f"{v['mean_error_m']['std']:.2f} | {100 * v['floor_hit']['mean']:.2f}% | "
+                     f"{100 * v['building_hit']['mean']:.2f}% |")
+    return [*lines, ""]
 
 
 def _networks(search: dict[str, Any]) -> str:
@@ -406,6 +431,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
                      f"{100 * v['building_hit']:.2f}% on the validation rows; "
                      "`tests/integration/test_noble_serving.py` checks that the service reproduces it over "
                      "HTTP.", ""]
+    history = path.parent / SEARCHES_JSON
+    if history.exists():
+        text += _history(json.loads(history.read_text()))
     if result.get("baselines"):
         text += ["## References", "", *_references(result), "",
                  "EvAAL error = 2D error + 4 m per floor miss + 50 m per building miss.", ""]
