@@ -82,7 +82,7 @@ def test_parts_merge_and_resume_reuses_cv(tmp_path: Path) -> None:
     wifi = run(_config(data, out, part="wifi"))
     assert wifi["partial"] is True and "imu" not in wifi and not (out / "noble.md").exists()
     unfinished = out / "unfinished.json"
-    unfinished.write_text(json.dumps({**wifi, "final": {**wifi["final"], "seeds_done": 1}}))
+    unfinished.write_text(json.dumps({**wifi, "final": {**wifi["final"], "seeds_done": 0}}))
     assert main(["--archive-search", str(unfinished), "--search-name", "x", "--out", str(out)]) == 2
     chosen = wifi["cv"]["chosen"]["setting"], wifi["cv"]["chosen"]["decode_label"]
     resumed = run(_config(data, out, part="wifi", resume=True))

@@ -120,17 +120,20 @@ def _history(searches: list[dict[str, Any]]) -> list[str]:
              f"listed here ({SEARCHES_JSON}), so a reader sees how many times it was read. The newest design "
              "is the one this page reports and `make demo-models` serves.", "",
              "| search | commit | CV criterion | chooses among | grid | chosen setting | chosen decode | "
-             "validation mean (m), 5 seeds | floor hit | building hit |",
+             "validation mean (m), over its seeds | floor hit | building hit |",
              "|---|---|---|---|---|---|---|---:|---:|---:|"]
     for s in searches:
         v = s["summary"]["noble"]
+        seeds, planned = s["seeds"], s.get("seeds_planned", s["seeds"])
+        spread = f" ± {v['mean_error_m']['std']:.2f} ({seeds} seeds)" if seeds > 1 else \
+            f" (seed 0 only; {planned - seeds} of {planned} seeds not run)"
         grid = (f"augmentation {s['augmentations']}, epochs {s['epochs']}, networks "
                 f"{_networks({'networks': s['networks'], 'base': {'hidden': s['networks'][0][0]}})}, "
                 f"members {s['members']}, {s['decodes']} decodes")
         lines.append(f"| {s['name']} | {s['commit'] or '-'} | {s['criterion']} | "
                      f"{'/'.join(s['choose_kinds'])} | {grid} | {s['chosen']['setting']} | "
-                     f"{s['chosen']['decode_label']} | {v['mean_error_m']['mean']:.2f} ± "
-                     f"{v['mean_error_m']['std']:.2f} | {100 * v['floor_hit']['mean']:.2f}% | "
+                     f"{s['chosen']['decode_label']} | {v['mean_error_m']['mean']:.2f}{spread} | "
+                     f"{100 * v['floor_hit']['mean']:.2f}% | "
                      f"{100 * v['building_hit']['mean']:.2f}% |")
     return [*lines, ""]
 
