@@ -448,11 +448,19 @@ def _write(config: ResultsConfig, state: dict[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = {}
     if config.part != "all" and path.exists():
         current = json.loads(path.read_text())
-        merged = {k: v for k, v in current.items() if k in WIFI_KEYS + IMU_KEYS + ("seconds", "threads")}
+        kept = WIFI_KEYS + IMU_KEYS + ("seconds", "threads", "threads_by_part")
+        merged = {k: v for k, v in current.items() if k in kept}
     own = WIFI_KEYS if config.part == "wifi" else IMU_KEYS if config.part == "imu" else WIFI_KEYS + IMU_KEYS
     merged = {k: v for k, v in merged.items() if k not in own}  # this part's keys are replaced wholesale
     merged.update({k: state[k] for k in own if k in state})
+    by_part = merged.get("threads_by_part") or (
+        {part: merged["threads"] for part in PARTS[1:]} if "threads" in merged else {})
+    if config.part == "all":
+        by_part = {"wifi": state["threads"], "imu": state["threads"]}
+    else:
+        by_part[config.part] = state["threads"]
     merged["threads"] = state["threads"]
+    merged["threads_by_part"] = by_part
     if config.part != "all":  # a part replaces its own stage timings (stages it no longer has go too)
         mine = (lambda stage: stage.startswith("imu ")) if config.part == "imu" else \
             (lambda stage: not stage.startswith("imu "))

@@ -332,6 +332,14 @@ def _imu(imu: dict[str, Any]) -> list[str]:
     return text
 
 
+def _threads(result: dict[str, Any]) -> str:
+    """Torch threads (``--threads``) per part, e.g. "2 torch threads (WiFi part), 1 (IMU part)"."""
+    by_part = result.get("threads_by_part") or {"all": result["threads"]}
+    parts = [f"{n} ({'WiFi' if part == 'wifi' else 'IMU' if part == 'imu' else 'both'} part"
+             f"{'s' if part == 'all' else ''})" for part, n in sorted(by_part.items(), reverse=True)]
+    return "torch threads (`--threads`): " + ", ".join(parts)
+
+
 def _timing(result: dict[str, Any]) -> list[str]:
     lines = ["| stage | seconds |", "|---|---:|"]
     lines += [f"| {stage} | {seconds:.0f} |" for stage, seconds in result["seconds"].items()]
@@ -347,7 +355,7 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
         "# NObLe localization results",
         "",
         "Reproduce with `make results-noble` (= `nice python -m training.noble.results`), CPU only, "
-        f"{result['threads']} torch thread, on this project's shared 2-core VM (no GPU); the stages below "
+        f"{_threads(result)}, on this project's shared 2-core VM (no GPU); the stages below "
         f"took {minutes:.0f} min in total (the WiFi and IMU parts ran as `--part wifi` and `--part imu`"
         + (f"; the IMU part last finished at {result['imu']['finished_utc']} UTC"
            if result.get("imu", {}).get("finished_utc") else "")
