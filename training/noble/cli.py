@@ -83,11 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dropout", type=float, default=defaults.dropout)
     add("--relative-db", type=float, default=defaults.relative_db,
         help="span of the gain-free relative input channel in dB (0: powed RSSI only)")
-    add("--top-k", type=int, default=defaults.top_k, help="cells averaged by the topk and plan decodes")
+    add("--top-k", type=int, default=defaults.top_k,
+        help="cells averaged by the topk, plan and building decodes")
     add("--decode", choices=[d.value for d in Decode], default=Decode.PLAN.value,
         help="the model's decode (training.noble.decoding)")
     add("--snap-m", type=float, default=None,
-        help="plan decode: snap beyond this distance to the floor's occupied cells (default: finest cell)")
+        help="plan and building decodes: snap beyond this distance to the floor's occupied cells "
+             "(default: finest cell)")
     add("--from-results", type=Path,
         help="train the configuration (and decode) a results noble.json reports as served")
     add("--seed", type=int, default=defaults.seed)

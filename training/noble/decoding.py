@@ -1,6 +1,6 @@
 """How a NObLe cell distribution becomes coordinates (torch ops only, so the same code is exported to ONNX).
 
-Three decodes, each over a chosen subset of the network's resolutions (``cell_sizes``):
+Four decodes, each over a chosen subset of the network's resolutions (``cell_sizes``):
 
 - ``centre``: the centre of the most probable cell of the finest chosen resolution (any building-floor).
 - ``topk``: the probability-weighted mean of the centres of the ``top_k`` most probable cells of ALL
@@ -49,7 +49,7 @@ class DecodeConfig:
     Args:
         kind: centre, topk (all building-floors), plan (the predicted building-floor only) or building
             (the predicted building's floors, snapped onto the predicted floor).
-        top_k: cells averaged per resolution (topk and plan).
+        top_k: cells averaged per resolution (topk, plan and building).
         cell_sizes: resolutions used, by cell side in metres (None: all of the model's).
         snap_m: plan and building: farther than this from every occupied finest cell of the predicted
             building-floor, the point snaps to the nearest one (None: never snap; building requires it).
