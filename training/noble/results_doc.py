@@ -128,7 +128,7 @@ def _history(searches: list[dict[str, Any]]) -> list[str]:
         spread = f" ± {v['mean_error_m']['std']:.2f} ({seeds} seeds)" if seeds > 1 else \
             f" (seed 0 only; {planned - seeds} of {planned} seeds not run)"
         grid = (f"augmentation {s['augmentations']}, epochs {s['epochs']}, networks "
-                f"{_networks({'networks': s['networks'], 'base': {'hidden': s['networks'][0][0]}})}, "
+                f"{_networks(s['networks'])}, "
                 f"members {s['members']}, {s['decodes']} decodes")
         lines.append(f"| {s['name']} | {s['commit'] or '-'} | {s['criterion']} | "
                      f"{'/'.join(s['choose_kinds'])} | {grid} | {s['chosen']['setting']} | "
@@ -138,9 +138,8 @@ def _history(searches: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
-def _networks(search: dict[str, Any]) -> str:
-    """The stage-3 candidates as text (results written before stage 3 existed list none)."""
-    networks = search.get("networks") or [[search["base"]["hidden"], 0.0]]
+def _networks(networks: list[list[Any]]) -> str:
+    """Stage-3 candidates ``[[hidden, relative_db], ...]`` as text."""
     return "[" + ", ".join(network_name(tuple(h), float(r)) for h, r in networks) + "]"
 
 
@@ -387,7 +386,8 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
             f"drop probability) in {search['augmentations']} at {search['epochs'][0]} epochs; (2) epochs in "
             f"{search['epochs']} at the chosen augmentation; (3) the network (hidden widths, and the input: "
             "powed RSSI alone or with the gain-free relative channel, `relative N dB`) in "
-            f"{_networks(search)}; (4) ensemble size in {search['members']}: the "
+            f"{_networks(search.get('networks') or [[search['base']['hidden'], 0.0]])}; (4) ensemble size "
+            f"in {search['members']}: the "
             f"smallest within {search['tolerance_m']} m of the best. Each network has heads for cells of "
             f"{'/'.join(f'{s:g}' for s in search['base']['cell_sizes'])} m; the cell sizes used to decode, "
             f"the decode kind, top-k and snapping ({search['decodes']} decodes) are scored on every fold "
