@@ -322,6 +322,11 @@ class CrossValidation:
         self.rows += rows
         return rows
 
+    def compare(self, stage: str, candidates: list[tuple[NobleTrainConfig, int]]) -> list[dict[str, Any]]:
+        """Score fixed ``(setting, members)`` candidates on these folds (every decode), choosing nothing:
+        the rows of ``_score``, labelled ``stage``."""
+        return self._stage(stage, candidates)
+
     def result(self, chosen: dict[str, Any] | None, complete: bool) -> dict[str, Any]:
         return {"complete": complete, "rows": self.rows, "chosen": chosen,
                 "folds": [{"rows": int(m.sum()), "users": sorted(set(self.train.user_id[m].tolist())),
