@@ -7,10 +7,18 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from training.imu.diagnose import components, table
+from training.imu.diagnose import components, rescaled, table, turn_scale
 from training.imu.mapmatch import DistanceMap, ParticleConfig, map_match
 from training.imu.pdr import PdrConfig, dead_reckon, detect_steps
-from training.imu.simulator import GRAVITY, FloorGraph, SimConfig, simulate, simulate_walk, smooth_path
+from training.imu.simulator import (
+    GRAVITY,
+    FloorGraph,
+    SimConfig,
+    Trajectory,
+    simulate,
+    simulate_walk,
+    smooth_path,
+)
 from training.imu.trackers import (
     Tracker,
     TrackerConfig,
@@ -217,3 +225,34 @@ def test_error_components_split_along_and_across_the_walk() -> None:
     assert "| PDR | 0-100 |" in table({"PDR": [behind]})
     with pytest.raises(ValueError, match="does not match"):
         components(position[:, :5], walks)
+
+
+def test_turn_scale_reads_speed_from_the_centripetal_acceleration() -> None:
+    """A walker at 1.2 m/s whose PDR says 1.0 m/s: straight for 10 s, then a 2 s turn at 1 rad/s (lateral
+    acceleration 1.2 m/s^2), after 3 s at rest with sensor biases that the rest removes."""
+    rate, rest = 50, 150
+    samples = rest + 20 * rate
+    yaw = np.zeros(samples)
+    yaw[rest + 10 * rate:rest + 12 * rate] = 1.0
+    lateral = 1.2 * yaw
+    accel = np.stack([np.zeros(samples), lateral + 0.05, np.full(samples, GRAVITY)], axis=1)
+    gyro = np.stack([np.zeros(samples), np.zeros(samples), yaw + 0.01], axis=1)
+    pdr_path = np.zeros((samples, 2))
+    pdr_path[rest:, 0] = np.arange(samples - rest) / rate * 1.0  # PDR: 1 m/s once walking
+    walk = Trajectory(0, accel, gyro, pdr_path, np.zeros(samples), np.zeros(samples))
+    scale = turn_scale(walk, pdr_path, PdrConfig(rate_hz=rate), rate, rest)
+    assert scale.shape == (samples // rate,)
+    first_turn = (rest + 10 * rate) // rate  # window index of the turn's first second
+    assert np.all(scale[:first_turn] == 1.0)  # no turn yet: no information
+    assert scale[first_turn:] == pytest.approx(1.2, rel=0.02)
+
+
+def test_rescaled_multiplies_each_window_by_the_scale_known_before_it() -> None:
+    start = np.zeros((1, 2))
+    pdr = np.array([[[1.0, 0.0], [2.0, 0.0], [3.0, 0.0]]])  # 1 m per window along x
+    walks = WalkSet(imu=np.zeros((1, 3, 6), np.float32), pdr_features=np.zeros((1, 3, 32), np.float32),
+                    condition=np.zeros((1, 32), np.float32), floor=np.zeros(1, np.int64), start=start,
+                    position=pdr, pdr=pdr, distance=pdr[..., 0])
+    track = rescaled(walks, np.array([[2.0, 3.0, 5.0]]))
+    assert track[0, :, 0] == pytest.approx([1.0, 3.0, 6.0])  # scales 1 (none known yet), 2, 3
+    assert track[0, :, 1] == pytest.approx([0.0, 0.0, 0.0])

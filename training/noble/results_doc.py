@@ -325,9 +325,12 @@ def _imu(imu: dict[str, Any]) -> list[str]:
                  "", "Where the filter's error lies ([noble_imu_components.md](noble_imu_components.md), "
                  "`python -m training.imu.diagnose`): about 0.9 m of it is along the walking direction at "
                  "every distance walked, i.e. how far the walker went, which depends on each walker's "
-                 "step-length scale; the simulated IMU does not reveal that scale (step length and "
-                 "Weinberg constant are drawn independently) and only the map's turns correct it, which "
-                 "the filter already uses. The target needs a whole error below that along-track part."]
+                 "step-length scale: a step's acceleration amplitude gives only the ratio of step length "
+                 "to the walker's Weinberg constant, drawn independently. Given the walker's true scale "
+                 "(an oracle), the same filter's error on the validation floors halves; given a scale "
+                 "estimated from the centripetal acceleration in turns (the one cue the IMU has), it does "
+                 "not improve. The target needs a tracker that knows how far the walker went nearly as "
+                 "well as that oracle; figures on the linked page."]
     return text
 
 
