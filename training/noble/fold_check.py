@@ -72,6 +72,9 @@ def summarise_rows(rows: list[dict[str, Any]], choose_kinds: tuple[str, ...],
     eligible = [r for r in rows if r["decode_config"]["kind"] in choose_kinds]
     if not eligible:
         raise ValueError(f"no decode of the kinds {choose_kinds} among {len(rows)} rows")
+    missing = sorted(set(own_decodes) - {r["decode"] for r in rows})
+    if missing:
+        raise ValueError(f"the searches' decodes {missing} are not in this run's decode grid")
     result: dict[str, Any] = {}
     for criterion, key in CRITERIA.items():
         best = min(eligible, key=lambda r: r[key])
@@ -86,9 +89,12 @@ def summarise_rows(rows: list[dict[str, Any]], choose_kinds: tuple[str, ...],
 def check(train: UjiSplit, settings: list[dict[str, Any]], fold_counts: list[int],
           timer: Timer) -> dict[str, Any]:
     """Every setting under every fold design (see the module docstring)."""
+    cell_sizes = {s["train"].cell_sizes for s in settings}
+    if len(cell_sizes) != 1:  # the decodes are scored on one grid of resolutions
+        raise ValueError(f"the settings' cell sizes differ ({sorted(cell_sizes)}); one run checks one grid")
     designs = []
     for folds in fold_counts:
-        cv_config = CvConfig(folds=folds)
+        cv_config = CvConfig(base=settings[0]["train"], folds=folds)
         cv = CrossValidation(train, cv_config, timer.run)
         entries = []
         for setting in settings:
