@@ -11,6 +11,7 @@ import pytest
 
 from training.noble.data import write_synthetic_uji
 from training.noble.fold_check import distinct_settings, main, summarise_rows
+from training.noble.results_doc import _fold_check
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -80,3 +81,25 @@ def test_cli_writes_the_check_and_rejects_bad_input(tmp_path: Path,
                                    _search("2: b", {**TINY, "cell_sizes": [8.0]}, "plan", 7.0)]))
     assert main(["--data", str(tmp_path / "uji"), "--searches", str(history), "--folds", "2"]) == 2
     assert "cell sizes differ" in capsys.readouterr().err
+
+
+def test_results_page_says_whether_each_design_ranks_as_the_validation_file() -> None:
+    def entry(searches: list[str], covered: float, pooled: float) -> dict[str, Any]:
+        return {"searches": searches, "covered": {"best_error_m": covered},
+                "pooled": {"best_error_m": pooled}}
+
+    check = {"command": "python -m training.noble.fold_check", "seconds": 120.0,
+             "settings": [{"setting": "a", "searches": ["1: a"], "validation_mean_error_m": {"1: a": 6.8}},
+                          {"setting": "b", "searches": ["2: b", "3: c"],
+                           "validation_mean_error_m": {"2: b": 7.6, "3: c": 7.5}}],
+             "designs": [{"folds": 3, "settings": [entry(["1: a"], 10.0, 12.0),
+                                                   entry(["2: b", "3: c"], 9.0, 11.0)]},
+                         {"folds": 16, "settings": [entry(["1: a"], 8.0, 9.5),
+                                                    entry(["2: b", "3: c"], 8.5, 9.0)]}]}
+    lines = _fold_check(check)
+    assert "Validation order: search 1 (6.80 m) < searches 2, 3 (7.50 m)." in lines[0]
+    assert lines[2] == ("- 3 folds: covered rows: searches 2, 3 (9.00 m) < search 1 (10.00 m), not the "
+                        "validation order; all rows: searches 2, 3 (11.00 m) < search 1 (12.00 m), not the "
+                        "validation order.")
+    assert lines[3].startswith("- 16 folds: covered rows: search 1 (8.00 m) < searches 2, 3 (8.50 m), the "
+                               "validation order; all rows: searches 2, 3")

@@ -9,6 +9,8 @@ from typing import Any
 from training.noble.selection import CRITERIA, network_name
 
 SEARCHES_JSON = "noble_searches.json"  # the search history, beside noble.json
+FOLD_CHECK_JSON = "noble_fold_check.json"  # python -m training.noble.fold_check, beside noble.json
+CRITERION_WORDS = {"covered": "covered rows", "pooled": "all rows"}
 METRIC_COLUMNS = ("mean_error_m", "median_error_m", "p75_error_m", "p95_error_m", "building_hit", "floor_hit",
                   "evaal_error_m")
 HEADER = "| method | mean (m) | median (m) | p75 (m) | p95 (m) | building hit | floor hit | EvAAL (m) |"
@@ -135,6 +137,35 @@ def _history(searches: list[dict[str, Any]]) -> list[str]:
                      f"{s['chosen']['decode_label']} | {v['mean_error_m']['mean']:.2f}{spread} | "
                      f"{100 * v['floor_hit']['mean']:.2f}% | "
                      f"{100 * v['building_hit']['mean']:.2f}% |")
+    return [*lines, ""]
+
+
+def _fold_check(check: dict[str, Any]) -> list[str]:
+    """One line per fold design: which checked setting each CV criterion prefers, against the validation
+    file's order (the searches' means over their seeds)."""
+    def label(searches: list[str]) -> str:
+        numbers = [name.split(":")[0] for name in searches]
+        return f"search{'es' if len(numbers) > 1 else ''} {', '.join(numbers)}"
+
+    validation = {label(s["searches"]): min(s["validation_mean_error_m"].values()) for s in check["settings"]}
+    by_validation = sorted(validation, key=validation.__getitem__)
+    page = FOLD_CHECK_JSON.replace(".json", ".md")
+    lines = [f"Does the fold design explain it? [{page}]({page}) (`{check['command']}`, "
+             f"{check['seconds'] / 60:.0f} min) trains each search's chosen setting, one net per fold, under "
+             "each fold design. It reads the training file only and chooses nothing (its settings were "
+             "picked after their validation scores were known). Validation order: "
+             + " < ".join(f"{name} ({validation[name]:.2f} m)" for name in by_validation) + ".", ""]
+    for design in check["designs"]:
+        parts = []
+        for criterion in ("covered", "pooled"):
+            ranked: list[dict[str, Any]] = sorted(design["settings"],
+                                                  key=lambda e: float(e[criterion]["best_error_m"]))
+            order = [label(e["searches"]) for e in ranked]
+            scores = " < ".join(f"{name} ({e[criterion]['best_error_m']:.2f} m)"
+                                for name, e in zip(order, ranked, strict=True))
+            verdict = "the validation order" if order == by_validation else "not the validation order"
+            parts.append(f"{CRITERION_WORDS[criterion]}: {scores}, {verdict}")
+        lines.append(f"- {design['folds']} folds: " + "; ".join(parts) + ".")
     return [*lines, ""]
 
 
@@ -448,6 +479,9 @@ def write_markdown(result: dict[str, Any], path: Path) -> Path:
     history = path.parent / SEARCHES_JSON
     if history.exists():
         text += _history(json.loads(history.read_text()))
+    fold_check = path.parent / FOLD_CHECK_JSON
+    if fold_check.exists():
+        text += _fold_check(json.loads(fold_check.read_text()))
     if result.get("baselines"):
         text += ["## References", "", *_references(result), "",
                  "EvAAL error = 2D error + 4 m per floor miss + 50 m per building miss.", ""]
