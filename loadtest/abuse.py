@@ -23,7 +23,6 @@ import shutil
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ import numpy as np
 from tqdm import tqdm
 
 from loadtest.service_bench.load import build_request
+from loadtest.service_process import ServiceProcess
 from loadtest.synthetic import CtrShape, ctr_model, write_entry
 
 logger = logging.getLogger(__name__)
@@ -130,15 +130,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Service:
-    """``python -m service`` in a subprocess with the suite's settings."""
+class Service(ServiceProcess):
+    """``python -m service`` on a free port with the suite's settings (``loadtest.service_process`` starts,
+    waits for and stops it)."""
 
     def __init__(self, repository: Path, log_path: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://{HOST}:{self.port}"
-        self.log_path = log_path
         env = {
-            **os.environ,
             "ROBESERVE_ADMIN_TOKEN": ADMIN_TOKEN,
             "ROBESERVE_MAX_QUEUE_SIZE": str(QUEUE_SIZE),
             "ROBESERVE_MAX_BODY_BYTES": str(MAX_BODY),
@@ -149,28 +146,10 @@ class Service:
             "ROBESERVE_INTRA_OP_THREADS": "1",
             "ROBESERVE_RETRY_AFTER_S": "1",
         }
-        command = [sys.executable, "-m", "service", "--repository", str(repository), "--port", str(self.port)]
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def wait_ready(self, timeout_s: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + "/v2/health/ready", timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"service not ready:\n{self.log()}")
+        super().__init__(repository, free_port(), log_path, env, cwd=REPO_ROOT)
 
     def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")
+        return self.log_text()
 
     def rss_mib(self) -> float:
         """Resident memory of the service and its decode workers."""
@@ -201,17 +180,6 @@ class Service:
         return {
             line.rsplit(" ", 1)[0] for line in self.metrics().splitlines() if line.startswith("robeserve_")
         }
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-
 
 def _children(pid: int) -> list[int]:
     found = []
@@ -1181,7 +1149,7 @@ def run_suite(short: bool, work: Path) -> dict[str, Any]:
     service = Service(repository, work / "service.log")
     load_before = os.getloadavg()
     try:
-        service.wait_ready()
+        service.wait_ready(120)
         result = asyncio.run(run_attacks(service, sizes, repository))
     finally:
         service.stop()

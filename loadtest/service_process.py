@@ -8,11 +8,15 @@ Example:
     >>> service.wait_ready(120)  # ServiceNotReady (a RuntimeError): it exited, refused a model or timed out
     >>> ...                      # drive http://127.0.0.1:8123
     >>> service.stop()
+
+The service tests subclass it (``tests/service/service_helpers.py``: a free port, test settings, an httpx
+client).
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,6 +27,8 @@ from pathlib import Path
 from types import TracebackType
 
 HOST = "127.0.0.1"
+READY_PATH = "/v2/health/ready"
+LOG_TAIL_CHARS = 4000  # of the service's output quoted in a ServiceNotReady message
 # Runs ``python -m service`` after loading the CUDA libraries of the onnxruntime-gpu wheel (when it has them)
 CUDA_LAUNCHER = (
     "import onnxruntime as ort, runpy, sys\n"
@@ -47,68 +53,88 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 class ServiceProcess:
-    """One ``python -m service`` process on ``HOST:port``, its output in ``log``.
+    """One ``python -m service`` process on ``HOST:port``, its output in ``log_path``.
 
     Args:
         repository: model repository root.
         port: TCP port.
-        log: file that receives the service's stdout and stderr.
+        log_path: file that receives the service's stdout and stderr.
         env: ``ROBESERVE_*`` settings added to this process's environment.
         args: further command-line flags of ``python -m service``.
         preload_cuda: start through ``CUDA_LAUNCHER`` (onnxruntime-gpu's CUDA libraries preloaded).
+        cwd: working directory of the process (None: this process's).
     """
 
     def __init__(
         self,
         repository: Path,
         port: int,
-        log: Path,
+        log_path: Path,
         env: Mapping[str, str] | None = None,
         args: Sequence[str] = (),
         preload_cuda: bool = False,
+        cwd: Path | None = None,
     ) -> None:
         self.port = port
         self.url = f"http://{HOST}:{port}"
-        self.log = log
+        self.log_path = log_path
         entry = ["-c", CUDA_LAUNCHER] if preload_cuda else ["-m", "service"]
         command = [sys.executable, *entry, "--repository", str(repository), "--host", HOST,
                    "--port", str(port), *args]  # fmt: skip
-        self._log = log.open("wb")
+        self._log = log_path.open("wb")
         self.process = subprocess.Popen(
-            command, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
+            command, cwd=cwd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT
         )
 
-    def wait_ready(self, timeout_s: float, interval_s: float = 0.2) -> None:
-        """Return once ``/v2/health/ready`` answers 200; else ServiceNotReady (and the process is stopped)
-        when the service exits, refuses a model (it would never become ready) or is not ready in time."""
+    def log_text(self) -> str:
+        """What the service has written so far."""
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def _not_ready(self, reason: str) -> ServiceNotReady:
+        return ServiceNotReady(f"{reason}: see {self.log_path}; its last lines:\n"
+                               f"{self.log_text()[-LOG_TAIL_CHARS:]}")
+
+    def wait_for(self, path: str = READY_PATH, timeout_s: float = 60.0, interval_s: float = 0.1) -> None:
+        """Return once ``GET path`` answers 200; else ServiceNotReady when the service exits, refuses a
+        model (the readiness body says so: it would never become ready) or does not answer 200 in time.
+        The process is left running (``stop`` it)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                self.stop()
-                raise ServiceNotReady(f"the service exited with {self.process.returncode}: see {self.log}")
+                raise self._not_ready(f"the service exited with {self.process.returncode}")
             try:
-                status, body = http_get(f"{self.url}/v2/health/ready", 2.0)
+                status, body = http_get(f"{self.url}{path}", 2.0)
             except OSError:
                 status, body = 0, b""
             if status == 200:
                 return
             if b"models refused" in body:
-                self.stop()
-                raise ServiceNotReady(f"{body.decode(errors='replace')}: see {self.log}")
+                raise self._not_ready(body.decode(errors="replace"))
             time.sleep(interval_s)
-        self.stop()
-        raise ServiceNotReady(f"the service was not ready within {timeout_s:.0f} s: see {self.log}")
+        raise self._not_ready(f"the service did not answer 200 on {path} within {timeout_s:.0f} s")
 
-    def stop(self, timeout_s: float = 30.0) -> None:
-        """SIGTERM (queued requests drain), SIGKILL after ``timeout_s``; closes the log."""
+    def wait_ready(self, timeout_s: float, interval_s: float = 0.2) -> None:
+        """``wait_for`` the readiness path; the process is stopped when it does not become ready."""
+        try:
+            self.wait_for(READY_PATH, timeout_s, interval_s)
+        except ServiceNotReady:
+            self.stop()
+            raise
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> int:
+        """Send ``sig`` (SIGTERM: queued requests drain), SIGKILL after ``timeout_s``; closes the log and
+        returns the exit code."""
         if self.process.poll() is None:
-            self.process.terminate()
+            self.process.send_signal(sig)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+        return int(self.process.returncode)
 
     def __enter__(self) -> ServiceProcess:
         return self

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +12,8 @@ import httpx
 import numpy as np
 import onnxruntime as ort
 
+from loadtest.service_process import READY_PATH
+from loadtest.service_process import ServiceProcess as BaseServiceProcess
 from loadtest.synthetic import CtrShape, ctr_model, localization_model, write_entry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -61,12 +58,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class ServiceProcess:
-    """``python -m service`` in a subprocess, talking HTTP on a free port.
+class ServiceProcess(BaseServiceProcess):
+    """``python -m service`` on a free port with the tests' settings (no drain delay, no repository poll
+    interval) and an httpx client; starting, waiting and stopping are ``loadtest.service_process``'s.
 
     Args:
         repository: model repository root.
-        log_path: where its stderr goes (shown when a start fails).
+        log_path: where its output goes (quoted when a start fails).
         env: ``ROBESERVE_*`` settings.
         args: further command-line options of ``python -m service``.
     """
@@ -74,48 +72,18 @@ class ServiceProcess:
     def __init__(
         self, repository: Path, log_path: Path, env: dict[str, str], args: Sequence[str] = ()
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        command = [sys.executable, "-m", "service", "--repository", str(repository), "--host", "127.0.0.1",
-                   "--port", str(self.port), *args]
-        full_env = {**os.environ, "ROBESERVE_DRAIN_DELAY_S": "0", "ROBESERVE_POLL_INTERVAL_S": "0", **env}
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            command, cwd=REPO_ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        settings = {"ROBESERVE_DRAIN_DELAY_S": "0", "ROBESERVE_POLL_INTERVAL_S": "0", **env}
+        super().__init__(repository, free_port(), log_path, settings, args, cwd=REPO_ROOT)
 
-    def wait(self, path: str = "/v2/health/ready", timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(self.url + path, timeout=2.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise TimeoutError(f"service not answering 200 on {path}:\n{self.log()}")
+    def wait(self, path: str = READY_PATH, timeout_s: float = 60.0) -> None:
+        """Until ``path`` answers 200 (ServiceNotReady, with the log's tail, otherwise)."""
+        self.wait_for(path, timeout_s)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30.0, **kwargs)
 
     def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
+        return self.log_text()
 
 
 def copy_repository(source: Path, target: Path, names: list[str]) -> Path:
