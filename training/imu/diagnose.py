@@ -228,7 +228,7 @@ def page(rows: dict[str, list[Components]], summary: dict[str, Any], walks: int,
     along = [c.along_abs for c in rows["map-matching particle filter"] if c.band[0] >= 5]
     return "\n".join([
         "# IMU tracking: where the error lies", "",
-        f"`{command} --out docs/results/noble_imu_components.md` (CPU, about a minute): {walks} simulated "
+        f"`{command} --out docs/results/noble_imu_components.md` (CPU, about 20 s here): {walks} simulated "
         f"walks (seed {seed}) on the validation floors of `noble.md` (floor 2 of every building, held out of "
         "the trackers' training), calibrated PDR and the map-matching particle filter with the results' "
         "settings, and the same filter fed PDR rescaled by the walker's step-length scale (true distance "
