@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -125,3 +126,8 @@ def test_exported_graph_computes_the_on_plan_decodes(tmp_path: Path, kind: Decod
     export_graph(model, tmp_path / "model.onnx")
     diffs = compare(run_torch(model, rssi), run_onnx(tmp_path / "model.onnx", rssi))
     assert set(diffs) == {"longitude", "latitude", "floor", "building"}
+    # the building decode's per-cell building (an argmax over each cell's one-hot floor, per resolution)
+    # depends on buffers only, so the exporter folds it into a constant: the served graph's one ArgMax
+    # is the row's building-floor
+    graph = onnx.load(str(tmp_path / "model.onnx")).graph
+    assert [n.op_type for n in graph.node].count("ArgMax") == 1

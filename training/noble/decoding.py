@@ -144,8 +144,9 @@ def decode_xy(cells: list[torch.Tensor], centres: list[torch.Tensor], on_floor: 
         building = torch.div(building_floor, FLOORS_PER_BUILDING, rounding_mode="floor")  # (B,)
         weigh = {}
         for r in used:
+            # (C_r,): from buffers only, so the ONNX exporter folds it into a constant (tested)
             cell_building = torch.div(torch.argmax(on_floor[r], dim=1), FLOORS_PER_BUILDING,
-                                      rounding_mode="floor")  # (C_r,)
+                                      rounding_mode="floor")
             weigh[r] = (cell_building[None, :] == building[:, None]).to(cells[r].dtype)
     xy = torch.stack([_weighted_top(cells[r] * weigh[r], centres[r], config.top_k) for r in used]).mean(dim=0)
     if config.snap_m is None:
