@@ -72,7 +72,12 @@ def test_cli_writes_the_check_and_rejects_bad_input(tmp_path: Path,
     assert len(entries) == 2 and all(e["covered"]["best_error_m"] > 0 for e in entries)
     page = (out / "noble_fold_check.md").read_text()
     assert "| 2 | offset 8 dB, drop 0.2, 1 epochs, 16 |" in page and "6.80 m (search 1)" in page
+    (out / "noble_fold_check.md").unlink()
+    assert main(["--doc-only", "--out", str(out)]) == 0
+    assert (out / "noble_fold_check.md").read_text() == page
     capsys.readouterr()
+    assert main(["--doc-only", "--out", str(tmp_path / "nowhere")]) == 2
+    assert "noble_fold_check.json" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "uji"), "--searches", str(history), "--folds", "1"]) == 2
     assert "folds" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "missing"), "--searches", str(history), "--folds", "2"]) == 2
